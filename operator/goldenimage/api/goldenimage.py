@@ -1,0 +1,431 @@
+"""GoldenImage: the recipe of an image — sources, provisioners, targets, validation, rebuild and
+retention policy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Model, ObjectName, Rule, at_most_one_of, bounded_map, exactly_one_of, formatted
+from .conditions import ConditionList
+from .types import (
+    AbsolutePath,
+    AmiId,
+    AwsAccountId,
+    AwsRegion,
+    AzureLocation,
+    AzureName,
+    ConfigMapKeyRef,
+    Content,
+    CronSchedule,
+    Duration,
+    GcpLocation,
+    GcpName,
+    GcpProject,
+    GcpZone,
+    SecretKeyRef,
+    SecretRef,
+    ShortText,
+    Tags,
+    TargetName,
+    Uuid,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------------------
+
+AwsInstanceType = formatted(
+    r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "must be an EC2 instance type such as t3.medium", max_length=32
+)
+OrganizationArn = formatted(
+    r"^arn:aws[a-z-]*:organizations::[0-9]{12}:(organization|ou)/[-a-z0-9/]+$",
+    "must be an AWS Organizations ARN (organization or OU)",
+    max_length=256,
+)
+
+
+class AmiFilter(Model):
+    """Selects the source AMI like Packer's source_ami_filter: by name pattern and owners."""
+
+    name: ShortText = Field(description="AMI name pattern; '*' matches any characters.")
+    owners: Annotated[list[ShortText], Field(min_length=1, max_length=10)] = Field(
+        description="Account IDs or aliases (amazon, aws-marketplace, self) that may own the AMI."
+    )
+    most_recent: bool = Field(True, description="Pick the newest match when several AMIs match.")
+    filters: Annotated[bounded_map(max_items=10, key_max=128, value_max=256), Field()] = Field(
+        default_factory=dict, description="Further DescribeImages filters, e.g. architecture: x86_64."
+    )
+
+
+class AwsSource(Model):
+    rules = (exactly_one_of("ami_id", "ami_filter", message="set exactly one of amiId or amiFilter"),)
+
+    ami_id: AmiId | None = None
+    ami_filter: AmiFilter | None = None
+
+
+class AwsSharing(Model):
+    """Who may launch the image besides the owning account."""
+
+    accounts: Annotated[list[AwsAccountId], Field(max_length=50)] = Field(default_factory=list)
+    organization_arns: Annotated[list[OrganizationArn], Field(max_length=20)] = Field(default_factory=list)
+
+
+class AwsEncryption(Model):
+    encrypted: bool = Field(True, description="Encrypt the image's snapshots.")
+    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+        None, description="KMS key ID, ARN or alias; the account's default EBS key when unset."
+    )
+
+
+class AwsTarget(Model):
+    rules = (
+        Rule(
+            "!has(self.copyToRegions) || !self.copyToRegions.exists(r, r == self.region)",
+            "copyToRegions must not repeat the build region",
+            lambda m: m.region not in m.copy_to_regions,
+        ),
+    )
+
+    region: AwsRegion = Field(description="Region the build runs in.")
+    copy_to_regions: Annotated[list[AwsRegion], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})] = Field(
+        default_factory=list, description="Regions the finished AMI is copied to."
+    )
+    instance_type: AwsInstanceType = "t3.medium"
+    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "ec2-user"
+    source: AwsSource
+    subnet_id: Annotated[str, Field(max_length=64)] | None = None
+    security_group_ids: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=5)] = Field(
+        default_factory=list
+    )
+    iam_instance_profile: Annotated[str, Field(max_length=128)] | None = None
+    root_volume_size_gib: Annotated[int, Field(ge=1, le=16384)] | None = None
+    share_with: AwsSharing | None = None
+    encryption: AwsEncryption | None = None
+
+
+class GcpSource(Model):
+    rules = (exactly_one_of("image", "family", message="set exactly one of image or family"),)
+
+    image: GcpName | None = None
+    family: GcpName | None = None
+    project: GcpProject | None = Field(None, description="Project holding the source image; the target's project when unset.")
+
+
+class GcpTarget(Model):
+    project: GcpProject
+    zone: GcpZone
+    source: GcpSource
+    family: GcpName | None = Field(None, description="Image family the built image joins.")
+    machine_type: Annotated[str, Field(min_length=1, max_length=64)] = "e2-medium"
+    network: Annotated[str, Field(max_length=256)] | None = None
+    subnetwork: Annotated[str, Field(max_length=256)] | None = None
+    storage_locations: Annotated[list[GcpLocation], Field(max_length=1)] = Field(
+        default_factory=list, description="Where the image is stored (one region or multi-region)."
+    )
+    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "packer"
+    disk_size_gb: Annotated[int, Field(ge=10, le=65536)] | None = None
+
+
+class AzureMarketplaceSource(Model):
+    publisher: AzureName
+    offer: AzureName
+    sku: AzureName
+    version: Annotated[str, Field(min_length=1, max_length=64)] = "latest"
+
+
+class AzureSource(Model):
+    rules = (
+        exactly_one_of(
+            "marketplace", "gallery_image_version_id", message="set exactly one of marketplace or galleryImageVersionId"
+        ),
+    )
+
+    marketplace: AzureMarketplaceSource | None = None
+    gallery_image_version_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+
+class AzureGallery(Model):
+    """The Azure Compute Gallery image definition that receives a new version per build."""
+
+    name: AzureName
+    image_definition: AzureName
+    resource_group: AzureName | None = Field(None, description="The target's resource group when unset.")
+    replication_regions: Annotated[list[AzureLocation], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})] = Field(
+        default_factory=list
+    )
+    storage_account_type: Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"] = "Standard_LRS"
+
+
+class AzureTarget(Model):
+    subscription_id: Uuid
+    resource_group: AzureName
+    location: AzureLocation
+    vm_size: Annotated[str, Field(min_length=1, max_length=64)] = "Standard_D2s_v5"
+    os_type: Literal["Linux", "Windows"] = "Linux"
+    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "packer"
+    source: AzureSource
+    gallery: AzureGallery
+
+
+class Target(Model):
+    """One place the image is built; each target builds in its own Job, in parallel."""
+
+    rules = (exactly_one_of("aws", "gcp", "azure", message="a target needs exactly one cloud: aws, gcp or azure"),)
+
+    name: TargetName
+    aws: AwsTarget | None = None
+    gcp: GcpTarget | None = None
+    azure: AzureTarget | None = None
+
+    @property
+    def cloud(self) -> Literal["aws", "gcp", "azure"]:
+        if self.aws is not None:
+            return "aws"
+        if self.gcp is not None:
+            return "gcp"
+        return "azure"
+
+
+# ---------------------------------------------------------------------------------------------
+# Provisioners
+# ---------------------------------------------------------------------------------------------
+
+PackerVariableName = formatted(
+    r"^[a-z_][a-z0-9_]*$", "must be a Packer variable name: lowercase letters, digits and '_'", max_length=64
+)
+
+EnvName = formatted(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", "must be an environment variable name: letters, digits and '_'", max_length=128
+)
+
+
+class ShellProvisioner(Model):
+    rules = (exactly_one_of("inline", "script", message="set exactly one of inline or script"),)
+
+    inline: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)] | None = None
+    script: Content | None = None
+    env: Annotated[bounded_map(max_items=50, key_max=128, value_max=4096), Field()] = Field(
+        default_factory=dict, description="Environment variables for the commands (not for secrets)."
+    )
+    secret_env: Annotated[dict[EnvName, PackerVariableName], Field(max_length=20)] = Field(
+        default_factory=dict,
+        description="Environment variables set from spec.secretVariables (variable name by env name); "
+        "Packer masks their values in its output.",
+    )
+
+
+class AnsibleProvisioner(Model):
+    playbook: Content
+    extra_vars: Annotated[bounded_map(max_items=100, key_max=128, value_max=4096), Field()] = Field(default_factory=dict)
+    galaxy_requirements: Content | None = Field(None, description="A requirements.yml for ansible-galaxy.")
+
+
+class FileProvisioner(Model):
+    source: Content
+    destination: AbsolutePath
+
+
+class Provisioner(Model):
+    """One step, run in order on every target."""
+
+    rules = (exactly_one_of("shell", "ansible", "file", message="a provisioner needs exactly one of shell, ansible or file"),)
+
+    shell: ShellProvisioner | None = None
+    ansible: AnsibleProvisioner | None = None
+    file: FileProvisioner | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Template escape hatch, credentials, secrets
+# ---------------------------------------------------------------------------------------------
+
+
+class UserTemplate(Model):
+    """The user's own Packer HCL2; the operator renders nothing but supplies its variables."""
+
+    config_map_ref: ConfigMapKeyRef
+    variables: Annotated[bounded_map(max_items=100, key_max=64, value_max=4096), Field()] = Field(default_factory=dict)
+
+
+class SecretVariable(Model):
+    """A sensitive Packer variable whose value comes from a Secret; never written to status or logs."""
+
+    name: PackerVariableName
+    secret_key_ref: SecretKeyRef
+
+
+class CloudCredentials(Model):
+    rules = (
+        at_most_one_of("service_account_name", "secret_ref", message="set at most one of serviceAccountName or secretRef"),
+    )
+
+    service_account_name: ObjectName | None = Field(
+        None, description="Kubernetes ServiceAccount bound to a cloud identity (IRSA, Workload Identity)."
+    )
+    secret_ref: SecretRef | None = Field(None, description="Secret with the cloud's standard environment variables.")
+
+
+class Credentials(Model):
+    aws: CloudCredentials | None = None
+    gcp: CloudCredentials | None = None
+    azure: CloudCredentials | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation, build, rebuild, retention
+# ---------------------------------------------------------------------------------------------
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+CheckName = formatted(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "must be a lowercase name: letters, digits and '-'", max_length=63
+)
+
+
+class TcpCheck(Model):
+    port: Port
+
+
+class HttpCheck(Model):
+    port: Port = 80
+    path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
+    scheme: Literal["http", "https"] = "http"
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    contains: Annotated[str, Field(max_length=1024)] | None = Field(None, description="Text the body must contain.")
+
+
+class CommandCheck(Model):
+    run: Annotated[str, Field(min_length=1, max_length=4096)]
+    expect_exit_code: Annotated[int, Field(ge=0, le=255)] = 0
+
+
+class Check(Model):
+    rules = (exactly_one_of("tcp", "http", "command", message="a check needs exactly one of tcp, http or command"),)
+
+    name: CheckName | None = Field(None, description="Defaults to the kind and port, e.g. tcp-22.")
+    tcp: TcpCheck | None = None
+    http: HttpCheck | None = None
+    command: CommandCheck | None = None
+    timeout: Duration = "2m"
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.tcp is not None:
+            return f"tcp-{self.tcp.port}"
+        if self.http is not None:
+            return f"http-{self.http.port}"
+        return "command"
+
+
+class Validation(Model):
+    rules = (
+        Rule(
+            "!has(self.checks) || self.checks.all(c, !has(c.name) || "
+            "self.checks.exists_one(d, has(d.name) && d.name == c.name))",
+            "check names must be unique",
+            lambda m: len([c.name for c in m.checks if c.name]) == len({c.name for c in m.checks if c.name}),
+        ),
+    )
+
+    timeout: Duration = Field("20m", description="How long one artifact's validation may take in all.")
+    checks: Annotated[list[Check], Field(max_length=32)] = Field(default_factory=list)
+
+
+class BuildPolicy(Model):
+    timeout: Duration = Field("2h", description="Deadline of one Packer Job (activeDeadlineSeconds).")
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(3, description="Attempts per target before it fails.")
+
+
+class RebuildPolicy(Model):
+    schedule: CronSchedule | None = Field(None, description="Cron schedule (UTC) of routine rebakes.")
+    max_age: Duration | None = Field(None, description="Rebuild when the latest build is older than this.")
+    on_source_change: bool = Field(True, description="Rebuild when a source image filter resolves to a new image.")
+
+
+class RetentionPolicy(Model):
+    keep_versions: Annotated[int, Field(ge=1, le=1000)] = 10
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain", description="Whether cloud artifacts are deleted with their ImageBuild."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec
+# ---------------------------------------------------------------------------------------------
+
+
+class GoldenImageSpec(Model):
+    rules = (
+        Rule(
+            "self.targets.all(t, self.targets.exists_one(u, u.name == t.name))",
+            "target names must be unique",
+            lambda m: len({t.name for t in m.targets}) == len(m.targets),
+            field_path=".targets",
+        ),
+        Rule(
+            "!has(self.template) || !has(self.provisioners) || size(self.provisioners) == 0",
+            "a user template replaces provisioners: set template or provisioners, not both",
+            lambda m: m.template is None or not m.provisioners,
+        ),
+        Rule(
+            "!has(self.secretVariables) || self.secretVariables.all(v, "
+            "self.secretVariables.exists_one(w, w.name == v.name))",
+            "secret variable names must be unique",
+            lambda m: len({v.name for v in m.secret_variables}) == len(m.secret_variables),
+            field_path=".secretVariables",
+        ),
+        Rule(
+            "!has(self.provisioners) || self.provisioners.all(p, !has(p.shell) || !has(p.shell.secretEnv) || "
+            "p.shell.secretEnv.all(k, has(self.secretVariables) && "
+            "self.secretVariables.exists(v, v.name == p.shell.secretEnv[k])))",
+            "shell secretEnv may only name variables declared in secretVariables",
+            lambda m: all(
+                name in {v.name for v in m.secret_variables}
+                for p in m.provisioners
+                if p.shell is not None
+                for name in p.shell.secret_env.values()
+            ),
+            field_path=".provisioners",
+        ),
+    )
+
+    targets: Annotated[
+        list[Target],
+        Field(min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ]
+    provisioners: Annotated[list[Provisioner], Field(max_length=64)] = Field(default_factory=list)
+    generalize: bool = Field(
+        True,
+        description="Finish with cloud-init clean, an empty machine-id and no SSH host keys, authorized_keys or history.",
+    )
+    template: UserTemplate | None = None
+    tags: Tags = Field(default_factory=dict, description="Tags (labels on GCP) on every artifact.")
+    credentials: Credentials | None = None
+    secret_variables: Annotated[list[SecretVariable], Field(max_length=20)] = Field(default_factory=list)
+    build: BuildPolicy | None = None
+    validation: Validation | None = None
+    rebuild: RebuildPolicy | None = None
+    retention: RetentionPolicy | None = None
+
+
+class GoldenImageStatus(Model):
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    latest_version: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    latest_build: ObjectName | None = None
+    latest_validated_version: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    latest_validated_build: ObjectName | None = None
+    fingerprint: Annotated[str, Field(max_length=71)] | None = None
+    sources: Annotated[dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=16)] = Field(
+        default_factory=dict, description="Source image each target resolved to, by target name."
+    )
+    last_build_at: datetime | None = None
+    next_rebuild_at: datetime | None = None
+    handled_rebuild_token: Annotated[str, Field(max_length=256)] | None = Field(
+        None, description="The last goldenimage.io/rebuild annotation value that started a build."
+    )
+    conditions: ConditionList = Field(default_factory=list)

@@ -1,0 +1,130 @@
+"""ImageChannel: a named pointer at one version of an image, with a promotion policy,
+publication targets and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Model, ObjectName, Rule, exactly_one_of, formatted
+from .conditions import ConditionList
+from .imagebuild import ArtifactId, Cloud, Fingerprint, Region
+from .types import Duration, Message, TargetName, Version
+
+
+class LatestValidated(Model):
+    """Follow the newest validated, unrevoked build of the image."""
+
+
+class ChannelSource(Model):
+    rules = (exactly_one_of("latest_validated", "channel", message="set exactly one of latestValidated or channel"),)
+
+    latest_validated: LatestValidated | None = None
+    channel: ObjectName | None = Field(None, description="Promote what this upstream channel points at.")
+    min_soak: Duration | None = Field(
+        None,
+        description="How long a version must have been validated (latestValidated) or current upstream "
+        "(channel) before this channel takes it.",
+    )
+
+
+SsmParameter = formatted(
+    r"^/[a-zA-Z0-9_.\-/]*[a-zA-Z0-9_.\-]$",
+    "must be an SSM parameter path such as /golden/web/prod",
+    max_length=1011,
+)
+LabelValue = formatted(
+    r"^[a-z0-9_-]{0,63}$", "must be a GCP label value: lowercase letters, digits, '_' and '-'", max_length=63
+)
+LabelKey = formatted(
+    r"^[a-z][a-z0-9_-]{0,62}$", "must be a GCP label key: lowercase letters, digits, '_' and '-'", max_length=63
+)
+
+
+class Tag(Model):
+    key: Annotated[str, Field(min_length=1, max_length=128)]
+    value: Annotated[str, Field(max_length=256)]
+
+
+class Label(Model):
+    key: LabelKey
+    value: LabelValue
+
+
+class AwsPublish(Model):
+    ssm_parameter: SsmParameter | None = Field(
+        None, description="Parameter (data type aws:ec2:image) written in every region the image is in."
+    )
+    tag: Tag | None = Field(None, description="Tag carried by exactly one AMI per region: the current one.")
+
+
+class GcpPublish(Model):
+    label: Label | None = None
+
+
+class AzurePublish(Model):
+    tag: Tag | None = None
+
+
+class ConfigMapPublish(Model):
+    name: ObjectName
+
+
+class Publish(Model):
+    aws: AwsPublish | None = None
+    gcp: GcpPublish | None = None
+    azure: AzurePublish | None = None
+    config_map: ConfigMapPublish | None = None
+
+
+class ImageChannelSpec(Model):
+    rules = (
+        Rule(
+            "has(self.source) || has(self.version)",
+            "set source (a promotion policy), version (a pin), or both",
+            lambda m: m.source is not None or m.version is not None,
+        ),
+        Rule(
+            "!has(self.version) || self.version >= 1",
+            "spec.version must be 1 or more",
+            lambda m: m.version is None or m.version >= 1,
+        ),
+    )
+
+    image: ObjectName = Field(description="The GoldenImage whose builds this channel points at.")
+    source: ChannelSource | None = Field(None, description="Promotion policy; only spec.version moves the channel when unset.")
+    version: Version | None = Field(
+        None, description="Pin: point at exactly this version (GitOps promotion and rollback); overrides source."
+    )
+    publish: Publish | None = None
+    history_limit: Annotated[int, Field(ge=1, le=100)] = 10
+    suspend: bool = Field(False, description="Stop moving the pointer; publication of the current entry continues.")
+
+
+class ChannelArtifact(Model):
+    target: TargetName
+    cloud: Cloud
+    region: Region
+    id: ArtifactId
+
+
+PromotionReason = Literal["LatestValidated", "UpstreamChannel", "Pinned", "Rollback", "Revoked"]
+
+
+class ChannelEntry(Model):
+    version: Version
+    build: ObjectName
+    fingerprint: Fingerprint | None = None
+    artifacts: Annotated[list[ChannelArtifact], Field(max_length=128)] = Field(default_factory=list)
+    promoted_at: datetime
+    reason: PromotionReason
+    message: Message = ""
+
+
+class ImageChannelStatus(Model):
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    current: ChannelEntry | None = None
+    history: Annotated[list[ChannelEntry], Field(max_length=100)] = Field(default_factory=list)
+    conditions: ConditionList = Field(default_factory=list)
