@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -58,9 +58,7 @@ class Model(BaseModel):
         return self
 
     @classmethod
-    def __get_pydantic_json_schema__(
-        cls, core: core_schema.CoreSchema, handler: Any
-    ) -> JsonSchemaValue:
+    def __get_pydantic_json_schema__(cls, core: core_schema.CoreSchema, handler: Any) -> JsonSchemaValue:
         schema: dict[str, Any] = handler(core)
         if cls.rules:
             target = handler.resolve_ref_schema(schema)
@@ -70,6 +68,41 @@ class Model(BaseModel):
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase keys, unset fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """A rule on one field, used as Annotated metadata: CEL on the field's schema, the same
+    check as an after-validator, so both layers report it at the field's own path."""
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        def validate(value: Any) -> Any:
+            if not self.check(value):
+                raise ValueError(self.message)
+            return value
+
+        return core_schema.no_info_after_validator_function(validate, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> JsonSchemaValue:
+        out: dict[str, Any] = handler(schema)
+        out[CEL_KEY] = [*out.get(CEL_KEY, []), {"rule": self.cel, "message": self.message}]
+        return out
+
+
+def unique_by(key: str, *, message: str) -> FieldRule:
+    """List items are unique by the field `key` (Python name; optional keys may be absent)."""
+    wire = to_camel(key)
+    return FieldRule(
+        f"self.all(a, !has(a.{wire}) || self.exists_one(b, has(b.{wire}) && b.{wire} == a.{wire}))",
+        message,
+        lambda items: (
+            len(keys := [getattr(i, key) for i in items if getattr(i, key) is not None]) == len(set(keys))
+        ),
+    )
 
 
 def _alias(field: str) -> str:
@@ -92,74 +125,53 @@ def immutable(message: str) -> Rule:
     return Rule("self == oldSelf", message)
 
 
-def formatted(
-    regex: str,
-    message: str,
-    *,
-    max_length: int,
-    min_length: int = 1,
-    extra_check: Callable[[str], str | None] | None = None,
-) -> Any:
-    """A string type matched by `regex` in both layers, with a message saying what is expected.
+@dataclass(frozen=True)
+class Format:
+    """Annotated metadata for a string matched by `regex` in both layers, with a message saying
+    what is expected; `extra_check` adds a Python-only check returning an error or None."""
 
-    `extra_check` adds a Python-only check (e.g. cron field ranges) and returns an error or None.
-    """
-    compiled = re.compile(regex)
+    regex: str
+    message: str
+    max_length: int
+    min_length: int = 1
+    extra_check: Callable[[str], str | None] | None = None
 
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(message)
-        if extra_check is not None and (error := extra_check(value)):
-            raise ValueError(error)
-        return value
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        compiled = re.compile(self.regex)
 
-    return Annotated[
-        str,
-        Field(
-            min_length=min_length,
-            max_length=max_length,
-            json_schema_extra={CEL_KEY: [{"rule": f"self.matches(r'{regex}')", "message": message}]},
-        ),
-        AfterValidator(check),
-    ]
+        def validate(value: str) -> str:
+            if not compiled.fullmatch(value):
+                raise ValueError(self.message)
+            if self.extra_check is not None and (error := self.extra_check(value)):
+                raise ValueError(error)
+            return value
+
+        inner = core_schema.str_schema(min_length=self.min_length, max_length=self.max_length)
+        return core_schema.no_info_after_validator_function(validate, inner)
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> JsonSchemaValue:
+        out: dict[str, Any] = handler(schema)
+        out[CEL_KEY] = [{"rule": f"self.matches(r'{self.regex}')", "message": self.message}]
+        return out
 
 
-def bounded_map(max_items: int, key_max: int, value_max: int) -> Any:
-    """A string-to-string map with bounded keys, values and size."""
-    return Annotated[
-        dict[str, Annotated[str, Field(max_length=value_max)]],
-        Field(
-            max_length=max_items,
-            json_schema_extra={
-                CEL_KEY: [
-                    {
-                        "rule": f"self.all(k, k.size() >= 1 && k.size() <= {key_max})",
-                        "message": f"keys must be 1 to {key_max} characters long",
-                    }
-                ]
-            },
-        ),
-        AfterValidator(lambda v: _check_keys(v, key_max)),
-    ]
-
-
-def _check_keys(value: dict[str, str], key_max: int) -> dict[str, str]:
-    for key in value:
-        if not 1 <= len(key) <= key_max:
-            raise ValueError(f"keys must be 1 to {key_max} characters long")
-    return value
+def keys_at_most(length: int) -> FieldRule:
+    """Map keys of 1 to `length` characters."""
+    return FieldRule(
+        f"self.all(k, k.size() >= 1 && k.size() <= {length})",
+        f"keys must be 1 to {length} characters long",
+        lambda value: all(1 <= len(k) <= length for k in value),
+    )
 
 
 # Kubernetes object names.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ObjectName = formatted(
-    DNS_SUBDOMAIN,
-    "must be a Kubernetes object name: lowercase letters, digits, '-' and '.'",
-    max_length=253,
-)
-ConfigKey = formatted(
-    r"^[-._a-zA-Z0-9]+$",
-    "must be a ConfigMap or Secret key: letters, digits, '-', '_' and '.'",
-    max_length=253,
-)
+ObjectName = Annotated[
+    str,
+    Format(DNS_SUBDOMAIN, "must be a Kubernetes object name: lowercase letters, digits, '-' and '.'", 253),
+]
+ConfigKey = Annotated[
+    str,
+    Format(r"^[-._a-zA-Z0-9]+$", "must be a ConfigMap or Secret key: letters, digits, '-', '_' and '.'", 253),
+]

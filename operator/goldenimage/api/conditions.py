@@ -8,16 +8,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Model, formatted
+from .base import Format, Model
 
-ConditionType = formatted(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
-    "must be a condition type such as Ready",
-    max_length=316,
-)
-Reason = formatted(
-    r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", "must be a CamelCase reason such as BuildFailed", max_length=1024
-)
+ConditionType = Annotated[
+    str,
+    Format(
+        r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        "must be a condition type such as Ready",
+        max_length=316,
+    ),
+]
+Reason = Annotated[
+    str,
+    Format(
+        r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        "must be a CamelCase reason such as BuildFailed",
+        max_length=1024,
+    ),
+]
 
 
 class Condition(Model):

@@ -1,7 +1,7 @@
 """Generates the CustomResourceDefinitions from the models.
 
-    python -m goldenimage.api.crdgen            # write crds/*.yaml
-    python -m goldenimage.api.crdgen --check    # exit 1 if crds/ differs from the models
+python -m goldenimage.api.crdgen            # write crds/*.yaml
+python -m goldenimage.api.crdgen --check    # exit 1 if crds/ differs from the models
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .. import paths
 from .openapi import structural
 from .resources import API_VERSION, CATEGORY, GROUP, RESOURCES, VERSION, Definition
 
-HEADER = "# Generated from the models in operator/goldenimage/api by `python -m goldenimage.api.crdgen`. Do not edit.\n"
+HEADER = "# Generated from operator/goldenimage/api by `python -m goldenimage.api.crdgen`. Do not edit.\n"
 
 
 def crd(definition: Definition) -> dict[str, Any]:
@@ -43,7 +43,10 @@ def crd(definition: Definition) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": definition.crd_name, "labels": {"app.kubernetes.io/part-of": "goldenimage-operator"}},
+        "metadata": {
+            "name": definition.crd_name,
+            "labels": {"app.kubernetes.io/part-of": "goldenimage-operator"},
+        },
         "spec": {
             "group": GROUP,
             "names": {
@@ -86,7 +89,9 @@ def check(output: Path) -> list[str]:
         path = output / name
         current = path.read_text() if path.exists() else ""
         if current != content:
-            diff = difflib.unified_diff(current.splitlines(), content.splitlines(), str(path), "generated", lineterm="")
+            diff = difflib.unified_diff(
+                current.splitlines(), content.splitlines(), str(path), "generated", lineterm=""
+            )
             problems.append("\n".join(list(diff)[:40]))
     for stray in sorted(p.name for p in output.glob(f"{GROUP}_*.yaml") if p.name not in wanted):
         problems.append(f"{output / stray}: no model generates this file")
@@ -94,7 +99,9 @@ def check(output: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m goldenimage.api.crdgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m goldenimage.api.crdgen", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
     parser.add_argument("--output", type=Path, default=paths.CRDS, help="directory of the CRD files")
     args = parser.parse_args(argv)

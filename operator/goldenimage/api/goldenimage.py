@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Model, ObjectName, Rule, at_most_one_of, bounded_map, exactly_one_of, formatted
+from .base import Format, Model, ObjectName, Rule, at_most_one_of, exactly_one_of, unique_by
 from .conditions import ConditionList
 from .types import (
     AbsolutePath,
@@ -28,6 +28,7 @@ from .types import (
     SecretKeyRef,
     SecretRef,
     ShortText,
+    StringMap,
     Tags,
     TargetName,
     Uuid,
@@ -37,14 +38,18 @@ from .types import (
 # Targets
 # ---------------------------------------------------------------------------------------------
 
-AwsInstanceType = formatted(
-    r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "must be an EC2 instance type such as t3.medium", max_length=32
-)
-OrganizationArn = formatted(
-    r"^arn:aws[a-z-]*:organizations::[0-9]{12}:(organization|ou)/[-a-z0-9/]+$",
-    "must be an AWS Organizations ARN (organization or OU)",
-    max_length=256,
-)
+AwsInstanceType = Annotated[
+    str,
+    Format(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "must be an EC2 instance type such as t3.medium", max_length=32),
+]
+OrganizationArn = Annotated[
+    str,
+    Format(
+        r"^arn:aws[a-z-]*:organizations::[0-9]{12}:(organization|ou)/[-a-z0-9/]+$",
+        "must be an AWS Organizations ARN (organization or OU)",
+        max_length=256,
+    ),
+]
 
 
 class AmiFilter(Model):
@@ -55,7 +60,7 @@ class AmiFilter(Model):
         description="Account IDs or aliases (amazon, aws-marketplace, self) that may own the AMI."
     )
     most_recent: bool = Field(True, description="Pick the newest match when several AMIs match.")
-    filters: Annotated[bounded_map(max_items=10, key_max=128, value_max=256), Field()] = Field(
+    filters: Tags = Field(
         default_factory=dict, description="Further DescribeImages filters, e.g. architecture: x86_64."
     )
 
@@ -91,9 +96,9 @@ class AwsTarget(Model):
     )
 
     region: AwsRegion = Field(description="Region the build runs in.")
-    copy_to_regions: Annotated[list[AwsRegion], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})] = Field(
-        default_factory=list, description="Regions the finished AMI is copied to."
-    )
+    copy_to_regions: Annotated[
+        list[AwsRegion], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = Field(default_factory=list, description="Regions the finished AMI is copied to.")
     instance_type: AwsInstanceType = "t3.medium"
     ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "ec2-user"
     source: AwsSource
@@ -112,7 +117,9 @@ class GcpSource(Model):
 
     image: GcpName | None = None
     family: GcpName | None = None
-    project: GcpProject | None = Field(None, description="Project holding the source image; the target's project when unset.")
+    project: GcpProject | None = Field(
+        None, description="Project holding the source image; the target's project when unset."
+    )
 
 
 class GcpTarget(Model):
@@ -140,7 +147,9 @@ class AzureMarketplaceSource(Model):
 class AzureSource(Model):
     rules = (
         exactly_one_of(
-            "marketplace", "gallery_image_version_id", message="set exactly one of marketplace or galleryImageVersionId"
+            "marketplace",
+            "gallery_image_version_id",
+            message="set exactly one of marketplace or galleryImageVersionId",
         ),
     )
 
@@ -154,9 +163,9 @@ class AzureGallery(Model):
     name: AzureName
     image_definition: AzureName
     resource_group: AzureName | None = Field(None, description="The target's resource group when unset.")
-    replication_regions: Annotated[list[AzureLocation], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})] = Field(
-        default_factory=list
-    )
+    replication_regions: Annotated[
+        list[AzureLocation], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = Field(default_factory=list)
     storage_account_type: Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"] = "Standard_LRS"
 
 
@@ -174,7 +183,9 @@ class AzureTarget(Model):
 class Target(Model):
     """One place the image is built; each target builds in its own Job, in parallel."""
 
-    rules = (exactly_one_of("aws", "gcp", "azure", message="a target needs exactly one cloud: aws, gcp or azure"),)
+    rules = (
+        exactly_one_of("aws", "gcp", "azure", message="a target needs exactly one cloud: aws, gcp or azure"),
+    )
 
     name: TargetName
     aws: AwsTarget | None = None
@@ -194,21 +205,36 @@ class Target(Model):
 # Provisioners
 # ---------------------------------------------------------------------------------------------
 
-PackerVariableName = formatted(
-    r"^[a-z_][a-z0-9_]*$", "must be a Packer variable name: lowercase letters, digits and '_'", max_length=64
-)
+PackerVariableName = Annotated[
+    str,
+    Format(
+        r"^[a-z_][a-z0-9_]*$",
+        "must be a Packer variable name: lowercase letters, digits and '_'",
+        max_length=64,
+    ),
+]
 
-EnvName = formatted(
-    r"^[A-Za-z_][A-Za-z0-9_]*$", "must be an environment variable name: letters, digits and '_'", max_length=128
-)
+EnvName = Annotated[
+    str,
+    Format(
+        r"^[A-Za-z_][A-Za-z0-9_]*$",
+        "must be an environment variable name: letters, digits and '_'",
+        max_length=128,
+    ),
+]
 
 
 class ShellProvisioner(Model):
     rules = (exactly_one_of("inline", "script", message="set exactly one of inline or script"),)
 
-    inline: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)] | None = None
+    inline: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)
+        ]
+        | None
+    ) = None
     script: Content | None = None
-    env: Annotated[bounded_map(max_items=50, key_max=128, value_max=4096), Field()] = Field(
+    env: StringMap = Field(
         default_factory=dict, description="Environment variables for the commands (not for secrets)."
     )
     secret_env: Annotated[dict[EnvName, PackerVariableName], Field(max_length=20)] = Field(
@@ -220,7 +246,7 @@ class ShellProvisioner(Model):
 
 class AnsibleProvisioner(Model):
     playbook: Content
-    extra_vars: Annotated[bounded_map(max_items=100, key_max=128, value_max=4096), Field()] = Field(default_factory=dict)
+    extra_vars: StringMap = Field(default_factory=dict)
     galaxy_requirements: Content | None = Field(None, description="A requirements.yml for ansible-galaxy.")
 
 
@@ -232,7 +258,11 @@ class FileProvisioner(Model):
 class Provisioner(Model):
     """One step, run in order on every target."""
 
-    rules = (exactly_one_of("shell", "ansible", "file", message="a provisioner needs exactly one of shell, ansible or file"),)
+    rules = (
+        exactly_one_of(
+            "shell", "ansible", "file", message="a provisioner needs exactly one of shell, ansible or file"
+        ),
+    )
 
     shell: ShellProvisioner | None = None
     ansible: AnsibleProvisioner | None = None
@@ -248,7 +278,9 @@ class UserTemplate(Model):
     """The user's own Packer HCL2; the operator renders nothing but supplies its variables."""
 
     config_map_ref: ConfigMapKeyRef
-    variables: Annotated[bounded_map(max_items=100, key_max=64, value_max=4096), Field()] = Field(default_factory=dict)
+    variables: Annotated[
+        dict[PackerVariableName, Annotated[str, Field(max_length=4096)]], Field(max_length=100)
+    ] = Field(default_factory=dict)
 
 
 class SecretVariable(Model):
@@ -260,13 +292,17 @@ class SecretVariable(Model):
 
 class CloudCredentials(Model):
     rules = (
-        at_most_one_of("service_account_name", "secret_ref", message="set at most one of serviceAccountName or secretRef"),
+        at_most_one_of(
+            "service_account_name", "secret_ref", message="set at most one of serviceAccountName or secretRef"
+        ),
     )
 
     service_account_name: ObjectName | None = Field(
         None, description="Kubernetes ServiceAccount bound to a cloud identity (IRSA, Workload Identity)."
     )
-    secret_ref: SecretRef | None = Field(None, description="Secret with the cloud's standard environment variables.")
+    secret_ref: SecretRef | None = Field(
+        None, description="Secret with the cloud's standard environment variables."
+    )
 
 
 class Credentials(Model):
@@ -280,9 +316,12 @@ class Credentials(Model):
 # ---------------------------------------------------------------------------------------------
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-CheckName = formatted(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "must be a lowercase name: letters, digits and '-'", max_length=63
-)
+CheckName = Annotated[
+    str,
+    Format(
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "must be a lowercase name: letters, digits and '-'", max_length=63
+    ),
+]
 
 
 class TcpCheck(Model):
@@ -294,7 +333,9 @@ class HttpCheck(Model):
     path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
     scheme: Literal["http", "https"] = "http"
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    contains: Annotated[str, Field(max_length=1024)] | None = Field(None, description="Text the body must contain.")
+    contains: Annotated[str, Field(max_length=1024)] | None = Field(
+        None, description="Text the body must contain."
+    )
 
 
 class CommandCheck(Model):
@@ -303,7 +344,9 @@ class CommandCheck(Model):
 
 
 class Check(Model):
-    rules = (exactly_one_of("tcp", "http", "command", message="a check needs exactly one of tcp, http or command"),)
+    rules = (
+        exactly_one_of("tcp", "http", "command", message="a check needs exactly one of tcp, http or command"),
+    )
 
     name: CheckName | None = Field(None, description="Defaults to the kind and port, e.g. tcp-22.")
     tcp: TcpCheck | None = None
@@ -323,28 +366,25 @@ class Check(Model):
 
 
 class Validation(Model):
-    rules = (
-        Rule(
-            "!has(self.checks) || self.checks.all(c, !has(c.name) || "
-            "self.checks.exists_one(d, has(d.name) && d.name == c.name))",
-            "check names must be unique",
-            lambda m: len([c.name for c in m.checks if c.name]) == len({c.name for c in m.checks if c.name}),
-        ),
-    )
-
     timeout: Duration = Field("20m", description="How long one artifact's validation may take in all.")
-    checks: Annotated[list[Check], Field(max_length=32)] = Field(default_factory=list)
+    checks: Annotated[
+        list[Check], Field(max_length=32), unique_by("name", message="check names must be unique")
+    ] = Field(default_factory=list)
 
 
 class BuildPolicy(Model):
     timeout: Duration = Field("2h", description="Deadline of one Packer Job (activeDeadlineSeconds).")
-    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(3, description="Attempts per target before it fails.")
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        3, description="Attempts per target before it fails."
+    )
 
 
 class RebuildPolicy(Model):
     schedule: CronSchedule | None = Field(None, description="Cron schedule (UTC) of routine rebakes.")
     max_age: Duration | None = Field(None, description="Rebuild when the latest build is older than this.")
-    on_source_change: bool = Field(True, description="Rebuild when a source image filter resolves to a new image.")
+    on_source_change: bool = Field(
+        True, description="Rebuild when a source image filter resolves to a new image."
+    )
 
 
 class RetentionPolicy(Model):
@@ -362,22 +402,9 @@ class RetentionPolicy(Model):
 class GoldenImageSpec(Model):
     rules = (
         Rule(
-            "self.targets.all(t, self.targets.exists_one(u, u.name == t.name))",
-            "target names must be unique",
-            lambda m: len({t.name for t in m.targets}) == len(m.targets),
-            field_path=".targets",
-        ),
-        Rule(
             "!has(self.template) || !has(self.provisioners) || size(self.provisioners) == 0",
             "a user template replaces provisioners: set template or provisioners, not both",
             lambda m: m.template is None or not m.provisioners,
-        ),
-        Rule(
-            "!has(self.secretVariables) || self.secretVariables.all(v, "
-            "self.secretVariables.exists_one(w, w.name == v.name))",
-            "secret variable names must be unique",
-            lambda m: len({v.name for v in m.secret_variables}) == len(m.secret_variables),
-            field_path=".secretVariables",
         ),
         Rule(
             "!has(self.provisioners) || self.provisioners.all(p, !has(p.shell) || !has(p.shell.secretEnv) || "
@@ -390,23 +417,32 @@ class GoldenImageSpec(Model):
                 if p.shell is not None
                 for name in p.shell.secret_env.values()
             ),
-            field_path=".provisioners",
         ),
     )
 
     targets: Annotated[
         list[Target],
-        Field(min_length=1, max_length=16, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+        Field(
+            min_length=1,
+            max_length=16,
+            json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        ),
+        unique_by("name", message="target names must be unique"),
     ]
     provisioners: Annotated[list[Provisioner], Field(max_length=64)] = Field(default_factory=list)
     generalize: bool = Field(
         True,
-        description="Finish with cloud-init clean, an empty machine-id and no SSH host keys, authorized_keys or history.",
+        description="Finish with cloud-init clean, an empty machine-id and no SSH host keys, "
+        "authorized_keys or shell history.",
     )
     template: UserTemplate | None = None
     tags: Tags = Field(default_factory=dict, description="Tags (labels on GCP) on every artifact.")
     credentials: Credentials | None = None
-    secret_variables: Annotated[list[SecretVariable], Field(max_length=20)] = Field(default_factory=list)
+    secret_variables: Annotated[
+        list[SecretVariable],
+        Field(max_length=20),
+        unique_by("name", message="secret variable names must be unique"),
+    ] = Field(default_factory=list)
     build: BuildPolicy | None = None
     validation: Validation | None = None
     rebuild: RebuildPolicy | None = None

@@ -8,12 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Model, ObjectName, Rule, formatted, immutable
+from .base import Format, Model, ObjectName, Rule, immutable
 from .conditions import ConditionList
 from .goldenimage import GoldenImageSpec
 from .types import Message, ShortText, TargetName, Version
 
-Fingerprint = formatted(r"^sha256:[0-9a-f]{64}$", "must be sha256: followed by 64 hex digits", max_length=71)
+Fingerprint = Annotated[
+    str, Format(r"^sha256:[0-9a-f]{64}$", "must be sha256: followed by 64 hex digits", max_length=71)
+]
 Cloud = Literal["aws", "gcp", "azure"]
 BuildReason = Literal[
     "Initial", "SpecChanged", "RebuildRequested", "Scheduled", "MaxAge", "SourceChanged", "RunnerChanged"
@@ -38,7 +40,8 @@ class ImageBuildSpec(Model):
             "spec is immutable except revoked",
         ),
         Rule(
-            "has(oldSelf.sources) == has(self.sources) && (!has(self.sources) || oldSelf.sources == self.sources)",
+            "has(oldSelf.sources) == has(self.sources) && "
+            "(!has(self.sources) || oldSelf.sources == self.sources)",
             "spec.sources is immutable",
         ),
         Rule(
@@ -51,7 +54,14 @@ class ImageBuildSpec(Model):
     version: Version
     fingerprint: Fingerprint
     reason: BuildReason
-    recipe: Annotated[GoldenImageSpec, Field(json_schema_extra={"x-kubernetes-validations": [immutable("spec.recipe is immutable").as_schema()]})]
+    recipe: Annotated[
+        GoldenImageSpec,
+        Field(
+            json_schema_extra={
+                "x-kubernetes-validations": [immutable("spec.recipe is immutable").as_schema()]
+            }
+        ),
+    ]
     sources: Annotated[dict[str, ArtifactId], Field(max_length=16)] = Field(
         default_factory=dict, description="Source image resolved per target when the build was created."
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .base import Model, ObjectName, Rule, exactly_one_of, formatted
+from .base import Format, Model, ObjectName, Rule, exactly_one_of
 from .conditions import ConditionList
 from .imagebuild import ArtifactId, Cloud, Fingerprint, Region
 from .types import Duration, Message, TargetName, Version
@@ -19,7 +19,11 @@ class LatestValidated(Model):
 
 
 class ChannelSource(Model):
-    rules = (exactly_one_of("latest_validated", "channel", message="set exactly one of latestValidated or channel"),)
+    rules = (
+        exactly_one_of(
+            "latest_validated", "channel", message="set exactly one of latestValidated or channel"
+        ),
+    )
 
     latest_validated: LatestValidated | None = None
     channel: ObjectName | None = Field(None, description="Promote what this upstream channel points at.")
@@ -30,17 +34,30 @@ class ChannelSource(Model):
     )
 
 
-SsmParameter = formatted(
-    r"^/[a-zA-Z0-9_.\-/]*[a-zA-Z0-9_.\-]$",
-    "must be an SSM parameter path such as /golden/web/prod",
-    max_length=1011,
-)
-LabelValue = formatted(
-    r"^[a-z0-9_-]{0,63}$", "must be a GCP label value: lowercase letters, digits, '_' and '-'", max_length=63
-)
-LabelKey = formatted(
-    r"^[a-z][a-z0-9_-]{0,62}$", "must be a GCP label key: lowercase letters, digits, '_' and '-'", max_length=63
-)
+SsmParameter = Annotated[
+    str,
+    Format(
+        r"^/[a-zA-Z0-9_.\-/]*[a-zA-Z0-9_.\-]$",
+        "must be an SSM parameter path such as /golden/web/prod",
+        max_length=1011,
+    ),
+]
+LabelValue = Annotated[
+    str,
+    Format(
+        r"^[a-z0-9_-]{0,63}$",
+        "must be a GCP label value: lowercase letters, digits, '_' and '-'",
+        max_length=63,
+    ),
+]
+LabelKey = Annotated[
+    str,
+    Format(
+        r"^[a-z][a-z0-9_-]{0,62}$",
+        "must be a GCP label key: lowercase letters, digits, '_' and '-'",
+        max_length=63,
+    ),
+]
 
 
 class Tag(Model):
@@ -94,13 +111,18 @@ class ImageChannelSpec(Model):
     )
 
     image: ObjectName = Field(description="The GoldenImage whose builds this channel points at.")
-    source: ChannelSource | None = Field(None, description="Promotion policy; only spec.version moves the channel when unset.")
+    source: ChannelSource | None = Field(
+        None, description="Promotion policy; only spec.version moves the channel when unset."
+    )
     version: Version | None = Field(
-        None, description="Pin: point at exactly this version (GitOps promotion and rollback); overrides source."
+        None,
+        description="Pin: point at exactly this version (GitOps promotion and rollback); overrides source.",
     )
     publish: Publish | None = None
     history_limit: Annotated[int, Field(ge=1, le=100)] = 10
-    suspend: bool = Field(False, description="Stop moving the pointer; publication of the current entry continues.")
+    suspend: bool = Field(
+        False, description="Stop moving the pointer; publication of the current entry continues."
+    )
 
 
 class ChannelArtifact(Model):

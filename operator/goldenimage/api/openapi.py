@@ -88,7 +88,11 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     kind = node.get("type")
     if "enum" in node and kind is None:
         kinds = {type(v).__name__ for v in node["enum"]}
-        kind = {"str": "string", "int": "integer", "bool": "boolean"}.get(kinds.pop()) if len(kinds) == 1 else None
+        kind = (
+            {"str": "string", "int": "integer", "bool": "boolean"}.get(kinds.pop())
+            if len(kinds) == 1
+            else None
+        )
     if kind is None:
         raise SchemaError(f"{path or '.'}: every node of a structural schema needs a type")
 
@@ -119,9 +123,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
         if "maxItems" not in node:
             raise SchemaError(f"{path or '.'}: list without maxItems")
         out["items"] = _convert(node["items"], defs, f"{path}[*]")
-    elif kind == "string":
-        if "maxLength" not in node and "enum" not in node and node.get("format") != "date-time":
-            raise SchemaError(f"{path or '.'}: string without maxLength")
+    elif kind == "string" and not ({"maxLength", "enum"} & node.keys() or node.get("format") == "date-time"):
+        raise SchemaError(f"{path or '.'}: string without maxLength")
     return _ordered(out)
 
 
@@ -130,13 +133,16 @@ def _key_rules(names: dict[str, Any], path: str) -> list[dict[str, str]]:
     rules = []
     if "maxLength" in names:
         rules.append(
-            {"rule": f"self.all(k, k.size() <= {names['maxLength']})", "message": f"keys may be at most {names['maxLength']} characters"}
+            {
+                "rule": f"self.all(k, k.size() <= {names['maxLength']})",
+                "message": f"keys may be at most {names['maxLength']} characters",
+            }
         )
     for rule in names.get(CEL_KEY, []):
         text = rule["rule"]
         if not text.startswith("self.") or text.count("self") != 1:
             raise SchemaError(f"{path or '.'}: key rule {text!r} cannot be lifted to the map")
-        rules.append({"rule": f"self.all(k, k.{text[len('self.'):]})", "message": f"keys {rule['message']}"})
+        rules.append({"rule": f"self.all(k, k.{text[len('self.') :]})", "message": f"keys {rule['message']}"})
     return rules
 
 

@@ -42,7 +42,7 @@ class ObjectMeta(BaseModel):
 class Resource(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
-    api_version: Literal["goldenimage.io/v1alpha1"] = API_VERSION
+    api_version: Literal["goldenimage.io/v1alpha1"] = "goldenimage.io/v1alpha1"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
 
     definition: ClassVar[Definition]
@@ -142,7 +142,9 @@ GoldenImage.definition = Definition(
     "Azure and GCP, validation checks, and rebuild and retention policy.",
     columns=(
         Column("Latest", ".status.latestVersion", "integer", description="Newest version built"),
-        Column("Validated", ".status.latestValidatedVersion", "integer", description="Newest validated version"),
+        Column(
+            "Validated", ".status.latestValidatedVersion", "integer", description="Newest validated version"
+        ),
         Column("Ready", _ready("status")),
         Column("Reason", _ready("reason")),
         AGE,
@@ -186,7 +188,8 @@ ImageChannel.definition = Definition(
     rules=(
         _name_rule(63),
         Rule(
-            "!has(self.spec.source) || !has(self.spec.source.channel) || self.spec.source.channel != self.metadata.name",
+            "!has(self.spec.source) || !has(self.spec.source.channel) || "
+            "self.spec.source.channel != self.metadata.name",
             "spec.source.channel cannot name the channel itself",
             lambda obj: obj.spec.source is None or obj.spec.source.channel != obj.metadata.name,
         ),
@@ -194,4 +197,3 @@ ImageChannel.definition = Definition(
 )
 
 RESOURCES: tuple[type[Resource], ...] = (GoldenImage, ImageBuild, ImageChannel)
-

@@ -1,4 +1,4 @@
-"""Bounded, formatted value types shared by the resources."""
+"""Bounded, Format value types shared by the resources."""
 
 from __future__ import annotations
 
@@ -7,54 +7,82 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from . import cron, durations
-from .base import DNS_LABEL, ConfigKey, Model, ObjectName, bounded_map, exactly_one_of, formatted
+from .base import DNS_LABEL, ConfigKey, Format, Model, ObjectName, exactly_one_of, keys_at_most
 
-Duration = formatted(durations.PATTERN, durations.MESSAGE, max_length=32)
-CronSchedule = formatted(cron.PATTERN, cron.MESSAGE, max_length=128, extra_check=cron.check)
+Duration = Annotated[str, Format(durations.PATTERN, durations.MESSAGE, max_length=32)]
+CronSchedule = Annotated[str, Format(cron.PATTERN, cron.MESSAGE, max_length=128, extra_check=cron.check)]
 
 # Target names become part of Job names and labels, so they stay short DNS labels.
-TargetName = formatted(
-    DNS_LABEL,
-    "must be a lowercase DNS label: letters, digits and '-', starting and ending with a letter or digit",
-    max_length=32,
-)
+TargetName = Annotated[
+    str,
+    Format(
+        DNS_LABEL,
+        "must be a lowercase DNS label: letters, digits and '-', starting and ending with a letter or digit",
+        max_length=32,
+    ),
+]
 
-AwsRegion = formatted(
-    r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", "must be an AWS region such as eu-west-1", max_length=32
-)
-AwsAccountId = formatted(r"^[0-9]{12}$", "must be a 12-digit AWS account ID", max_length=12)
-AmiId = formatted(r"^ami-[0-9a-f]{8,17}$", "must be an AMI ID such as ami-0abc1234def567890", max_length=21)
-GcpProject = formatted(
-    r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$",
-    "must be a GCP project ID: 6 to 30 lowercase letters, digits or '-', starting with a letter",
-    max_length=30,
-)
-GcpZone = formatted(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", "must be a GCP zone such as europe-west1-b", max_length=40)
-GcpLocation = formatted(
-    r"^[a-z]+(-[a-z]+[0-9]+)?$",
-    "must be a GCP region such as europe-west1 or a multi-region such as eu",
-    max_length=40,
-)
-GcpName = formatted(
-    r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
-    "must be a GCP resource name: lowercase letters, digits and '-', starting with a letter",
-    max_length=63,
-)
-AzureLocation = formatted(r"^[a-z][a-z0-9]{1,39}$", "must be an Azure location such as westeurope", max_length=40)
-Uuid = formatted(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-    "must be a UUID such as 00000000-0000-0000-0000-000000000000",
-    max_length=36,
-)
-AzureName = formatted(
-    r"^[-\w._()]{1,80}$",
-    "must be an Azure resource name: letters, digits, '-', '_', '.' and parentheses",
-    max_length=80,
-)
-AbsolutePath = formatted(r"^/[^\x00]*$", "must be an absolute path", max_length=1024)
+AwsRegion = Annotated[
+    str, Format(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", "must be an AWS region such as eu-west-1", max_length=32)
+]
+AwsAccountId = Annotated[str, Format(r"^[0-9]{12}$", "must be a 12-digit AWS account ID", max_length=12)]
+AmiId = Annotated[
+    str, Format(r"^ami-[0-9a-f]{8,17}$", "must be an AMI ID such as ami-0abc1234def567890", max_length=21)
+]
+GcpProject = Annotated[
+    str,
+    Format(
+        r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$",
+        "must be a GCP project ID: 6 to 30 lowercase letters, digits or '-', starting with a letter",
+        max_length=30,
+    ),
+]
+GcpZone = Annotated[
+    str, Format(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$", "must be a GCP zone such as europe-west1-b", max_length=40)
+]
+GcpLocation = Annotated[
+    str,
+    Format(
+        r"^[a-z]+(-[a-z]+[0-9]+)?$",
+        "must be a GCP region such as europe-west1 or a multi-region such as eu",
+        max_length=40,
+    ),
+]
+GcpName = Annotated[
+    str,
+    Format(
+        r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        "must be a GCP resource name: lowercase letters, digits and '-', starting with a letter",
+        max_length=63,
+    ),
+]
+AzureLocation = Annotated[
+    str, Format(r"^[a-z][a-z0-9]{1,39}$", "must be an Azure location such as westeurope", max_length=40)
+]
+Uuid = Annotated[
+    str,
+    Format(
+        r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "must be a UUID such as 00000000-0000-0000-0000-000000000000",
+        max_length=36,
+    ),
+]
+AzureName = Annotated[
+    str,
+    Format(
+        r"^[-\w._()]{1,80}$",
+        "must be an Azure resource name: letters, digits, '-', '_', '.' and parentheses",
+        max_length=80,
+    ),
+]
+AbsolutePath = Annotated[str, Format(r"^/[^\x00]*$", "must be an absolute path", max_length=1024)]
 
 # Cloud tags: AWS allows 50 per resource, keys up to 128 characters and values up to 256.
-Tags = bounded_map(max_items=40, key_max=128, value_max=256)
+Tags = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=40), keys_at_most(128)]
+# Environment variables, Ansible extra vars and the like.
+StringMap = Annotated[
+    dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=100), keys_at_most(128)
+]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Message = Annotated[str, Field(max_length=4096)]
 

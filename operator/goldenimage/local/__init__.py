@@ -1,1 +1,2 @@
-"""Local infrastructure for tests and the demo: a real control plane, a pod executor, cloud fakes. Not used in production."""
+"""Local infrastructure for tests and the demo: a real control plane, a pod executor and cloud
+fakes. Nothing in production imports it."""

@@ -14,7 +14,7 @@ NAMES = ("kube-apiserver", "kube-controller-manager", "kubectl", "etcd")
 BUILD_SCRIPT = paths.REPO_ROOT / "hack" / "build-control-plane.sh"
 
 
-class MissingBinaries(RuntimeError):
+class MissingBinariesError(RuntimeError):
     pass
 
 
@@ -29,27 +29,27 @@ class Binaries:
     def from_directory(cls, directory: Path) -> Binaries:
         missing = [n for n in NAMES if not os.access(directory / n, os.X_OK)]
         if missing:
-            raise MissingBinaries(f"{directory} lacks {', '.join(missing)}")
+            raise MissingBinariesError(f"{directory} lacks {', '.join(missing)}")
         return cls(*(directory / n for n in NAMES))
 
 
 def find(*, build: bool = False) -> Binaries:
     """The binaries to use; with `build`, run the build script when no cached build exists.
 
-    Raises MissingBinaries with a message saying how to get them.
+    Raises MissingBinariesError with a message saying how to get them.
     """
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         return Binaries.from_directory(Path(assets))
     if not BUILD_SCRIPT.exists():
-        raise MissingBinaries(f"no KUBEBUILDER_ASSETS and no {BUILD_SCRIPT}")
+        raise MissingBinariesError(f"no KUBEBUILDER_ASSETS and no {BUILD_SCRIPT}")
     # The script answers at once from its cache; only a cold cache makes it compile.
     env = dict(os.environ)
     if not build:
         env["GOLDENIMAGE_NO_BUILD"] = "1"
     result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
-        raise MissingBinaries(
+        raise MissingBinariesError(
             "control plane binaries are not available: "
             + (result.stderr.strip().splitlines() or ["(no output)"])[-1]
             + f"\nBuild them with `bash {BUILD_SCRIPT.relative_to(paths.REPO_ROOT)}` "

@@ -66,7 +66,9 @@ class ControlPlane:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, *, directory: Path | None = None, binaries: Binaries | None = None, build: bool = False) -> ControlPlane:
+    def start(
+        cls, *, directory: Path | None = None, binaries: Binaries | None = None, build: bool = False
+    ) -> ControlPlane:
         """Start etcd, the API server and the controller manager; stops what started on failure."""
         owns = directory is None
         root = Path(tempfile.mkdtemp(prefix="goldenimage-cp-")) if directory is None else directory
@@ -112,7 +114,9 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        processes.wait_until(lambda: _http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy")
+        processes.wait_until(
+            lambda: _http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy"
+        )
 
         self._run(
             "kube-apiserver",
@@ -157,7 +161,9 @@ class ControlPlane:
         )
         # The service-account controller creating `default` proves the controllers are working.
         processes.wait_until(
-            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+            lambda: (
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+            ),
             timeout=60,
             interval=0.25,
             what="kube-controller-manager to create the default service account",
@@ -234,7 +240,10 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "local", "cluster": {"server": self.server, "certificate-authority-data": b64(self._ca)}}
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64(self._ca)},
+                }
             ],
             "users": [
                 {
@@ -242,7 +251,9 @@ class ControlPlane:
                     "user": {"client-certificate-data": b64(client.cert), "client-key-data": b64(client.key)},
                 }
             ],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local", "namespace": "default"}}],
+            "contexts": [
+                {"name": "local", "context": {"cluster": "local", "user": "local", "namespace": "default"}}
+            ],
             "current-context": "local",
         }
         path.write_text(yaml.safe_dump(config))
@@ -250,7 +261,9 @@ class ControlPlane:
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    with contextlib.suppress(urllib.error.URLError, OSError):
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return bool(response.status == 200)
+    with (
+        contextlib.suppress(urllib.error.URLError, OSError),
+        urllib.request.urlopen(url, timeout=2, context=context) as r,
+    ):
+        return bool(r.status == 200)
     return False

@@ -52,7 +52,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - required for the death signal
+            preexec_fn=_die_with_parent(),
         )
 
 
@@ -60,10 +60,8 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> int | None
     """SIGTERM the process's group, SIGKILL it after `grace` seconds; returns the exit status."""
     if process.poll() is None:
         _signal_group(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
     # Children that ignored SIGTERM or outlived their leader go too.
     _signal_group(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):

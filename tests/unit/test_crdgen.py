@@ -1,0 +1,144 @@
+"""The CRDs in crds/ are generated from the models, and the drift check notices a change."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+import yaml
+from pydantic import Field
+
+from goldenimage import paths
+from goldenimage.api import crdgen, openapi
+from goldenimage.api.base import Model
+from goldenimage.api.goldenimage import GoldenImageSpec
+from goldenimage.api.resources import RESOURCES, GoldenImage
+
+
+def _load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((paths.CRDS / f"goldenimage.io_{name}.yaml").read_text())
+    return doc
+
+
+def test_committed_crds_match_the_models() -> None:
+    assert crdgen.check(paths.CRDS) == []
+
+
+def test_check_mode_fails_on_drift(tmp_path: Path) -> None:
+    assert crdgen.main(["--output", str(tmp_path)]) == 0
+    assert crdgen.main(["--check", "--output", str(tmp_path)]) == 0
+    path = tmp_path / "goldenimage.io_goldenimages.yaml"
+    path.write_text(path.read_text().replace("maxLength: 32", "maxLength: 33", 1))
+    assert crdgen.main(["--check", "--output", str(tmp_path)]) == 1
+    (tmp_path / "goldenimage.io_goldenimages.yaml").unlink()
+    assert crdgen.main(["--check", "--output", str(tmp_path)]) == 1
+
+
+def test_check_mode_fails_when_a_model_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert crdgen.main(["--output", str(tmp_path)]) == 0
+
+    class ChangedSpec(GoldenImageSpec):
+        owner_team: Annotated[str, Field(max_length=63)] | None = None
+
+    class ChangedImage(GoldenImage):
+        spec: ChangedSpec
+
+    monkeypatch.setattr(
+        GoldenImage, "definition", dataclasses.replace(GoldenImage.definition, model=ChangedImage)
+    )
+    assert crdgen.main(["--check", "--output", str(tmp_path)]) == 1
+    assert "ownerTeam" in crdgen.files()["goldenimage.io_goldenimages.yaml"]
+
+
+def test_check_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "goldenimage.api.crdgen", "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.definition.kind)
+def test_crd_shape(resource: Any) -> None:
+    d = resource.definition
+    crd = _load(d.plural)
+    spec = crd["spec"]
+    assert spec["group"] == "goldenimage.io" and spec["scope"] == "Namespaced"
+    assert spec["names"]["shortNames"] == list(d.short_names)
+    assert spec["names"]["categories"] == ["golden"]
+    (version,) = spec["versions"]
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:2]
+    schema = version["schema"]["openAPIV3Schema"]
+    assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    assert schema["x-kubernetes-validations"], "the object-level rules are there"
+
+
+def _walk(node: dict[str, Any], path: str = ""):  # type: ignore[no-untyped-def]
+    yield path, node
+    for key, child in node.get("properties", {}).items():
+        yield from _walk(child, f"{path}.{key}")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _walk(node["additionalProperties"], f"{path}[*]")
+    if "items" in node:
+        yield from _walk(node["items"], f"{path}[]")
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.definition.kind)
+def test_every_string_list_and_map_is_bounded_and_every_rule_has_a_message(resource: Any) -> None:
+    schema = _load(resource.definition.plural)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    checked = 0
+    for path, node in _walk(schema):
+        if path in {"", ".apiVersion", ".kind", ".metadata"}:
+            continue
+        assert "type" in node, path
+        if node["type"] == "string":
+            assert "maxLength" in node or "enum" in node or node.get("format") == "date-time", path
+        if node["type"] == "array":
+            assert "maxItems" in node, path
+        if node["type"] == "object" and "additionalProperties" in node:
+            assert "maxProperties" in node, path
+        for rule in node.get("x-kubernetes-validations", []):
+            assert rule["message"].strip(), f"{path}: {rule['rule']}"
+        checked += 1
+    assert checked > 20
+
+
+def test_cel_rules_the_issue_names_are_present() -> None:
+    text = "".join((paths.CRDS / f).read_text() for f in crdgen.files())
+    for message in (
+        "a target needs exactly one cloud",
+        "target names must be unique",
+        "spec is immutable except revoked",
+        "spec.version must be 1 or more",
+        "must be a duration",
+        "must be a cron expression",
+    ):
+        assert message in text, message
+
+
+def test_printer_columns() -> None:
+    columns = {
+        d.plural: [c["name"] for c in _load(d.plural)["spec"]["versions"][0]["additionalPrinterColumns"]]
+        for d in (r.definition for r in RESOURCES)
+    }
+    assert columns["goldenimages"][:4] == ["Latest", "Validated", "Ready", "Reason"]
+    assert columns["imagechannels"][:5] == ["Image", "Version", "Build", "Promoted", "Ready"]
+
+
+def test_unbounded_models_are_refused() -> None:
+    class Unbounded(Model):
+        name: str
+
+    with pytest.raises(openapi.SchemaError, match="string without maxLength"):
+        openapi.structural(Unbounded)
+
+    class UnboundedList(Model):
+        names: list[int]
+
+    with pytest.raises(openapi.SchemaError, match="list without maxItems"):
+        openapi.structural(UnboundedList)
