@@ -59,6 +59,7 @@ class ControlPlane:
     _owns_directory: bool = True
     _ca: Path | None = None
     _admin: pki.Pair | None = None
+    kubelet_serving: pki.Pair | None = None
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.directory / "kubeconfig"
@@ -94,6 +95,10 @@ class ControlPlane:
         )
         self._admin = ca.issue("admin", "goldenimage-admin", organizations=("system:masters",))
         kcm = ca.issue("controller-manager", "system:kube-controller-manager")
+        # For the local pod executor's log endpoint, which the API server calls like a kubelet.
+        self.kubelet_serving = ca.issue(
+            "kubelet", "local-executor", server_names=("localhost",), server_ips=("127.0.0.1",)
+        )
         sa = pki.service_account_keys(certs)
 
         etcd_port, peer_port = free_port(), free_port()
@@ -135,6 +140,8 @@ class ControlPlane:
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
                 "--endpoint-reconciler-type=none",
+                f"--kubelet-certificate-authority={ca.cert_path}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--cert-dir={certs}",
                 "--v=1",
             ],
@@ -152,6 +159,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--leader-elect=false",
+                # Each controller acts as its own service account, with the bootstrap RBAC roles.
+                "--use-service-account-credentials=true",
                 f"--controllers={','.join(CONTROLLERS)}",
                 f"--service-account-private-key-file={sa.key}",
                 f"--root-ca-file={ca.cert_path}",

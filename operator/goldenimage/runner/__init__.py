@@ -1,0 +1,1 @@
+"""What runs inside the operator's Jobs."""

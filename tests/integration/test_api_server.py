@@ -1,0 +1,211 @@
+"""The CRDs on a real API server: examples, the invalid corpus, printer columns, categories and
+the status subresource."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import corpus, examples
+from support.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+PLURALS = {"GoldenImage": "goldenimages", "ImageBuild": "imagebuilds", "ImageChannel": "imagechannels"}
+
+
+@pytest.mark.parametrize("path", examples.files(), ids=lambda p: p.name)
+def test_example_applies_server_side_and_reads_back_equal(
+    cluster: Cluster, namespace: str, path: Path
+) -> None:
+    out = cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(path)).stdout
+    docs = examples.documents(path)
+    assert out.count("serverside-applied") == len(docs)
+    for doc in docs:
+        kind = PLURALS.get(doc["kind"], doc["kind"].lower())
+        live = cluster.get(kind, doc["metadata"]["name"], "-n", namespace)
+        for key in ("spec", "data"):
+            if key in doc:
+                assert live[key] == doc[key], (
+                    f"{doc['kind']}/{doc['metadata']['name']}.{key} changed on the server"
+                )
+
+
+@pytest.mark.parametrize("case", [c for c in corpus.load() if c.admission], ids=str)
+def test_api_server_refuses_invalid_objects(cluster: Cluster, namespace: str, case: corpus.Case) -> None:
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(case.object), check=False)
+    assert result.returncode != 0, f"the API server accepted {case.name}"
+    assert case.server in result.stderr, result.stderr
+    assert case.field in result.stderr, result.stderr
+
+
+def test_cases_only_the_models_refuse_pass_admission(cluster: Cluster, namespace: str) -> None:
+    cases = [c for c in corpus.load() if not c.admission]
+    assert cases
+    for case in cases:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(case.object))
+
+
+def test_category_lists_all_three_kinds(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
+    cluster.apply(_build("web-base", 1), namespace)
+    out = cluster.kubectl("get", "golden", "-n", namespace).stdout
+    for kind in (
+        "goldenimage.goldenimage.io/web-base",
+        "imagebuild.goldenimage.io/web-base-1",
+        "imagechannel.goldenimage.io/web-candidate",
+    ):
+        assert kind in out, out
+    for short in ("gi", "ib", "ich"):
+        assert cluster.kubectl("get", short, "-n", namespace).returncode == 0
+
+
+def test_printer_columns(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "channels.yaml"))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
+    cluster.apply(_build("web-base", 7), namespace)
+    cluster.kubectl(
+        "patch",
+        "imagechannel",
+        "web-prod",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "current": {
+                        "version": 7,
+                        "build": "web-base-7",
+                        "promotedAt": "2026-11-20T10:00:00Z",
+                        "reason": "UpstreamChannel",
+                    },
+                    "conditions": [_ready("True", "Promoted")],
+                }
+            }
+        ),
+    )
+    cluster.kubectl(
+        "patch",
+        "goldenimage",
+        "web-base",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "latestVersion": 7,
+                    "latestValidatedVersion": 6,
+                    "conditions": [_ready("False", "Validating")],
+                }
+            }
+        ),
+    )
+    out = cluster.kubectl("get", "goldenimages,imagechannels", "-n", namespace).stdout
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "LATEST", "VALIDATED", "READY", "REASON", "AGE"], out
+    assert lines[1].split()[:5] == ["goldenimage.goldenimage.io/web-base", "7", "6", "False", "Validating"], (
+        out
+    )
+    channel_header = next(line for line in lines if line.startswith("NAME") and "BUILD" in line)
+    assert channel_header.split() == ["NAME", "IMAGE", "VERSION", "BUILD", "PROMOTED", "READY", "AGE"], out
+    prod = next(line for line in lines if "imagechannel.goldenimage.io/web-prod" in line).split()
+    assert prod[1:4] == ["web-base", "7", "web-base-7"] and prod[5] == "True", out
+
+
+def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
+    generation = cluster.get("goldenimage", "web-base", "-n", namespace)["metadata"]["generation"]
+    # A write to /status changes status only, and leaves the generation alone.
+    cluster.kubectl(
+        "patch",
+        "goldenimage",
+        "web-base",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"latestVersion": 3}, "spec": {"generalize": False}}),
+    )
+    live = cluster.get("goldenimage", "web-base", "-n", namespace)
+    assert live["status"]["latestVersion"] == 3
+    assert live["spec"]["generalize"] is True
+    assert live["metadata"]["generation"] == generation
+    # A write to the object cannot change status.
+    cluster.kubectl(
+        "patch",
+        "goldenimage",
+        "web-base",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"latestVersion": 99}, "spec": {"generalize": False}}),
+    )
+    live = cluster.get("goldenimage", "web-base", "-n", namespace)
+    assert live["status"]["latestVersion"] == 3
+    assert live["spec"]["generalize"] is False
+    assert live["metadata"]["generation"] == generation + 1
+
+
+def test_image_build_spec_is_immutable_except_revoked(cluster: Cluster, namespace: str) -> None:
+    cluster.apply(_build("web-base", 1), namespace)
+
+    def patch(body: dict) -> str:  # type: ignore[type-arg]
+        result = cluster.kubectl(
+            "patch",
+            "imagebuild",
+            "web-base-1",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps(body),
+            check=False,
+        )
+        return result.stderr
+
+    assert "spec is immutable except revoked" in patch({"spec": {"version": 2}})
+    assert "spec.recipe is immutable" in patch({"spec": {"recipe": {"generalize": False}}})
+    assert "spec.sources is immutable" in patch({"spec": {"sources": {"aws-eu": "ami-0123456789abcdef1"}}})
+    assert patch({"spec": {"revoked": {"reason": "CVE-2026-1234"}}}) == ""
+    assert "a revocation cannot be withdrawn" in patch({"spec": {"revoked": None}})
+    assert (
+        cluster.get("imagebuild", "web-base-1", "-n", namespace)["spec"]["revoked"]["reason"]
+        == "CVE-2026-1234"
+    )
+
+
+def _ready(status: str, reason: str) -> dict[str, str]:
+    return {
+        "type": "Ready",
+        "status": status,
+        "reason": reason,
+        "message": "",
+        "lastTransitionTime": "2026-11-20T10:00:00Z",
+    }
+
+
+def _build(image: str, version: int) -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load(f"""
+apiVersion: goldenimage.io/v1alpha1
+kind: ImageBuild
+metadata: {{name: {image}-{version}}}
+spec:
+  image: {image}
+  version: {version}
+  fingerprint: sha256:{"ab" * 32}
+  reason: Initial
+  sources: {{aws-eu: ami-0123456789abcdef0}}
+  recipe:
+    targets: [{{name: aws-eu, aws: {{region: eu-west-1, source: {{amiId: ami-0123456789abcdef0}}}}}}]
+""")

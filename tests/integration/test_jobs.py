@@ -1,0 +1,218 @@
+"""Jobs on the real control plane: the Job controller creates Pods, the local pod executor runs
+them as processes, and the garbage collector follows owner references."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import pytest
+
+from support import polling
+from support.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+LABELS = {"app.kubernetes.io/managed-by": "goldenimage-operator"}
+
+
+def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": LABELS},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "python:3.11",
+                            "command": [sys.executable, "-c", code],
+                            # Programs find pod paths through the pod spec, never hard-coded.
+                            "env": [{"name": "RESULT", "value": "/dev/termination-log"}],
+                        }
+                    ],
+                    **spec.pop("pod", {}),
+                },
+            },
+            **spec,
+        },
+    }
+
+
+def condition(cluster: Cluster, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+    status = cluster.get("job", name, "-n", namespace).get("status", {})
+    return next(
+        (c for c in status.get("conditions", []) if c["type"] == type_ and c["status"] == "True"), None
+    )
+
+
+def wait_complete(cluster: Cluster, namespace: str, name: str) -> None:
+    """Wait for the Job to complete; if it fails instead, say why with its pod's log."""
+
+    def done() -> str | None:
+        for type_ in ("Complete", "Failed"):
+            if condition(cluster, namespace, name, type_):
+                return type_
+        return None
+
+    outcome = polling.until(done, timeout=60, what=f"Job {name} to finish")
+    if outcome == "Failed":
+        logs = cluster.kubectl("logs", "-n", namespace, f"job/{name}", check=False)
+        raise AssertionError(f"Job {name} failed:\n{logs.stdout}{logs.stderr}")
+
+
+def pods(cluster: Cluster, namespace: str, job_name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get("pods", "-n", namespace, "-l", f"job-name={job_name}")["items"]
+    return items
+
+
+def test_job_completes(executor: Cluster, namespace: str) -> None:
+    executor.apply(job("hello", "print(1)"), namespace)
+    wait_complete(executor, namespace, "hello")
+    (pod,) = pods(executor, namespace, "hello")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["spec"]["nodeName"] == "local-executor"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+    # kubectl logs reaches the executor's log endpoint through the API server, as with a kubelet.
+    assert executor.kubectl("logs", "-n", namespace, "job/hello").stdout == "1\n"
+
+
+def test_failing_job_fails_without_retry_and_keeps_its_termination_message(
+    executor: Cluster, namespace: str
+) -> None:
+    code = "import os, sys; open(os.environ['RESULT'], 'w').write('{\"result\": \"boom\"}'); sys.exit(3)"
+    executor.apply(job("fails", code), namespace)
+    failed = polling.until(
+        lambda: condition(executor, namespace, "fails", "Failed"), timeout=60, what="Job to fail"
+    )
+    assert failed["reason"] == "BackoffLimitExceeded"
+    (pod,) = pods(executor, namespace, "fails")  # backoffLimit 0: no second pod
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["exitCode"] == 3
+    assert json.loads(terminated["message"]) == {"result": "boom"}
+
+
+def test_volumes_env_and_paths_follow_the_pod_spec(executor: Cluster, namespace: str) -> None:
+    executor.kubectl("create", "configmap", "tpl", "-n", namespace, "--from-literal=main.pkr.hcl=source {}")
+    executor.kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=token=s3cret")
+    code = (
+        "import os, json;"
+        "open(os.environ['OUT'] + '/copy', 'w').write(open(os.environ['TEMPLATE']).read());"
+        "open(os.environ['RESULT'], 'w').write(json.dumps({"
+        "'template': open(os.environ['TEMPLATE']).read(), 'token': os.environ['TOKEN'],"
+        "'pod': os.environ['POD'], 'copied': open(os.environ['OUT'] + '/copy').read(),"
+        "'expanded': os.environ['EXPANDED']}))"
+    )
+    manifest = job(
+        "paths",
+        code,
+        pod={
+            "volumes": [
+                {"name": "tpl", "configMap": {"name": "tpl"}},
+                {"name": "work", "emptyDir": {}},
+            ],
+        },
+    )
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [
+        {"name": "tpl", "mountPath": "/etc/tpl", "readOnly": True},
+        {"name": "work", "mountPath": "/work"},
+    ]
+    container["env"] = [
+        *container["env"],
+        {"name": "TEMPLATE", "value": "/etc/tpl/main.pkr.hcl"},
+        {"name": "OUT", "value": "/work/out"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "EXPANDED", "value": "$(OUT)/x"},
+    ]
+    container["command"] = [sys.executable, "-c", "import os; os.makedirs(os.environ['OUT']); " + code]
+    executor.apply(manifest, namespace)
+    wait_complete(executor, namespace, "paths")
+    (pod,) = pods(executor, namespace, "paths")
+    result = json.loads(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
+    assert result["template"] == result["copied"] == "source {}"
+    assert result["token"] == "s3cret"
+    assert result["pod"] == pod["metadata"]["name"]
+    assert result["expanded"].endswith("/out/x")
+
+
+def test_missing_config_map_keeps_the_pod_waiting(executor: Cluster, namespace: str) -> None:
+    manifest = job("waits", "print(1)", pod={"volumes": [{"name": "tpl", "configMap": {"name": "absent"}}]})
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "tpl", "mountPath": "/etc/tpl"}
+    ]
+    executor.apply(manifest, namespace)
+
+    def waiting() -> dict[str, Any] | None:
+        for pod in pods(executor, namespace, "waits"):
+            for status in pod.get("status", {}).get("containerStatuses", []):
+                if "waiting" in status["state"]:
+                    return dict(status["state"]["waiting"])
+        return None
+
+    state = polling.until(waiting, timeout=60, what="the pod to wait for its ConfigMap")
+    assert state["reason"] == "CreateContainerConfigError"
+    assert 'configmap "absent" not found' in state["message"]
+
+
+def test_deleting_the_owner_collects_the_job_and_its_pods(executor: Cluster, namespace: str) -> None:
+    executor.kubectl("create", "configmap", "owner", "-n", namespace)
+    owner = executor.get("configmap", "owner", "-n", namespace)
+    manifest = job("owned", "import time; time.sleep(600)")
+    manifest["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    ]
+    executor.apply(manifest, namespace)
+    polling.until(
+        lambda: any(p["status"].get("phase") == "Running" for p in pods(executor, namespace, "owned")),
+        timeout=60,
+        what="the owned Job's pod to run",
+    )
+    executor.kubectl("delete", "configmap", "owner", "-n", namespace)
+    polling.until(
+        lambda: (
+            executor.kubectl("get", "job", "owned", "-n", namespace, check=False).returncode != 0
+            and not pods(executor, namespace, "owned")
+        ),
+        timeout=90,
+        what="the garbage collector to delete the Job and its pods",
+    )
+
+
+def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, namespace: str) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    open(os.environ['RESULT'], 'w').write('got SIGTERM'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    executor.apply(job("graceful", code, pod={"terminationGracePeriodSeconds": 30}), namespace)
+    pod = polling.until(
+        lambda: next(
+            (p for p in pods(executor, namespace, "graceful") if p["status"].get("phase") == "Running"), None
+        ),
+        timeout=60,
+        what="the pod to run",
+    )
+    polling.until(
+        lambda: "ready" in executor.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout,
+        timeout=30,
+        what="the process to install its signal handler",
+    )
+    executor.kubectl("delete", "pod", pod["metadata"]["name"], "-n", namespace, "--wait=false")
+    # The Job controller records the failure from the pod's final status.
+    failed = polling.until(
+        lambda: condition(executor, namespace, "graceful", "Failed"), timeout=60, what="Job to fail"
+    )
+    assert failed["reason"] == "BackoffLimitExceeded"

@@ -1,0 +1,26 @@
+"""What the integration and end-to-end tiers need, and what to do when it is missing: in CI
+(CI=true) a missing component fails the run with a clear message; locally the test skips."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import NoReturn
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing(what: str, how: str) -> NoReturn:
+    message = f"{what} is not available: {how}"
+    if IN_CI:
+        pytest.fail(f"CI needs every component. {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def packer() -> str:
+    path = os.environ.get("PACKER") or shutil.which("packer")
+    if not path:
+        missing("packer", "install it (`apt-get install packer`) or run ./hack/test.sh, which does")
+    return path
