@@ -18,9 +18,7 @@ PLURALS = {"GoldenImage": "goldenimages", "ImageBuild": "imagebuilds", "ImageCha
 
 
 @pytest.mark.parametrize("path", examples.files(), ids=lambda p: p.name)
-def test_example_applies_server_side_and_reads_back_equal(
-    cluster: Cluster, namespace: str, path: Path
-) -> None:
+def test_example_applies_server_side_and_reads_back_equal(cluster: Cluster, namespace: str, path: Path) -> None:
     out = cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", str(path)).stdout
     docs = examples.documents(path)
     assert out.count("serverside-applied") == len(docs)
@@ -29,9 +27,7 @@ def test_example_applies_server_side_and_reads_back_equal(
         live = cluster.get(kind, doc["metadata"]["name"], "-n", namespace)
         for key in ("spec", "data"):
             if key in doc:
-                assert live[key] == doc[key], (
-                    f"{doc['kind']}/{doc['metadata']['name']}.{key} changed on the server"
-                )
+                assert live[key] == doc[key], f"{doc['kind']}/{doc['metadata']['name']}.{key} changed on the server"
 
 
 @pytest.mark.parametrize("case", [c for c in corpus.load() if c.admission], ids=str)
@@ -112,9 +108,7 @@ def test_printer_columns(cluster: Cluster, namespace: str) -> None:
     out = cluster.kubectl("get", "goldenimages,imagechannels", "-n", namespace).stdout
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "LATEST", "VALIDATED", "READY", "REASON", "AGE"], out
-    assert lines[1].split()[:5] == ["goldenimage.goldenimage.io/web-base", "7", "6", "False", "Validating"], (
-        out
-    )
+    assert lines[1].split()[:5] == ["goldenimage.goldenimage.io/web-base", "7", "6", "False", "Validating"], out
     channel_header = next(line for line in lines if line.startswith("NAME") and "BUILD" in line)
     assert channel_header.split() == ["NAME", "IMAGE", "VERSION", "BUILD", "PROMOTED", "READY", "AGE"], out
     prod = next(line for line in lines if "imagechannel.goldenimage.io/web-prod" in line).split()
@@ -179,10 +173,7 @@ def test_image_build_spec_is_immutable_except_revoked(cluster: Cluster, namespac
     assert "spec.sources is immutable" in patch({"spec": {"sources": {"aws-eu": "ami-0123456789abcdef1"}}})
     assert patch({"spec": {"revoked": {"reason": "CVE-2026-1234"}}}) == ""
     assert "a revocation cannot be withdrawn" in patch({"spec": {"revoked": None}})
-    assert (
-        cluster.get("imagebuild", "web-base-1", "-n", namespace)["spec"]["revoked"]["reason"]
-        == "CVE-2026-1234"
-    )
+    assert cluster.get("imagebuild", "web-base-1", "-n", namespace)["spec"]["revoked"]["reason"] == "CVE-2026-1234"
 
 
 def _ready(status: str, reason: str) -> dict[str, str]:

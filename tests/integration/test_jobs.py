@@ -48,9 +48,7 @@ def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
 
 def condition(cluster: Cluster, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
     status = cluster.get("job", name, "-n", namespace).get("status", {})
-    return next(
-        (c for c in status.get("conditions", []) if c["type"] == type_ and c["status"] == "True"), None
-    )
+    return next((c for c in status.get("conditions", []) if c["type"] == type_ and c["status"] == "True"), None)
 
 
 def wait_complete(cluster: Cluster, namespace: str, name: str) -> None:
@@ -85,14 +83,10 @@ def test_job_completes(executor: Cluster, namespace: str) -> None:
     assert executor.kubectl("logs", "-n", namespace, "job/hello").stdout == "1\n"
 
 
-def test_failing_job_fails_without_retry_and_keeps_its_termination_message(
-    executor: Cluster, namespace: str
-) -> None:
+def test_failing_job_fails_without_retry_and_keeps_its_termination_message(executor: Cluster, namespace: str) -> None:
     code = "import os, sys; open(os.environ['RESULT'], 'w').write('{\"result\": \"boom\"}'); sys.exit(3)"
     executor.apply(job("fails", code), namespace)
-    failed = polling.until(
-        lambda: condition(executor, namespace, "fails", "Failed"), timeout=60, what="Job to fail"
-    )
+    failed = polling.until(lambda: condition(executor, namespace, "fails", "Failed"), timeout=60, what="Job to fail")
     assert failed["reason"] == "BackoffLimitExceeded"
     (pod,) = pods(executor, namespace, "fails")  # backoffLimit 0: no second pod
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
@@ -147,9 +141,7 @@ def test_volumes_env_and_paths_follow_the_pod_spec(executor: Cluster, namespace:
 
 def test_missing_config_map_keeps_the_pod_waiting(executor: Cluster, namespace: str) -> None:
     manifest = job("waits", "print(1)", pod={"volumes": [{"name": "tpl", "configMap": {"name": "absent"}}]})
-    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
-        {"name": "tpl", "mountPath": "/etc/tpl"}
-    ]
+    manifest["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "tpl", "mountPath": "/etc/tpl"}]
     executor.apply(manifest, namespace)
 
     def waiting() -> dict[str, Any] | None:
@@ -199,9 +191,7 @@ def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, n
     )
     executor.apply(job("graceful", code, pod={"terminationGracePeriodSeconds": 30}), namespace)
     pod = polling.until(
-        lambda: next(
-            (p for p in pods(executor, namespace, "graceful") if p["status"].get("phase") == "Running"), None
-        ),
+        lambda: next((p for p in pods(executor, namespace, "graceful") if p["status"].get("phase") == "Running"), None),
         timeout=60,
         what="the pod to run",
     )
@@ -212,7 +202,5 @@ def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, n
     )
     executor.kubectl("delete", "pod", pod["metadata"]["name"], "-n", namespace, "--wait=false")
     # The Job controller records the failure from the pod's final status.
-    failed = polling.until(
-        lambda: condition(executor, namespace, "graceful", "Failed"), timeout=60, what="Job to fail"
-    )
+    failed = polling.until(lambda: condition(executor, namespace, "graceful", "Failed"), timeout=60, what="Job to fail")
     assert failed["reason"] == "BackoffLimitExceeded"

@@ -48,9 +48,7 @@ class Cluster:
     def pids(self) -> list[int]:
         return self.local.pids if self.local else []
 
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
             input=input,
@@ -68,9 +66,7 @@ class Cluster:
 
     def apply(self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str, *extra: str) -> str:
         docs = manifest if isinstance(manifest, list) else [manifest]
-        return self.kubectl(
-            "apply", "-n", namespace, "-f", "-", *extra, input=yaml.safe_dump_all(docs)
-        ).stdout
+        return self.kubectl("apply", "-n", namespace, "-f", "-", *extra, input=yaml.safe_dump_all(docs)).stdout
 
     def stop(self) -> None:
         if self.local is not None:

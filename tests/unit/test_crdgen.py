@@ -47,17 +47,13 @@ def test_check_mode_fails_when_a_model_changes(tmp_path: Path, monkeypatch: pyte
     class ChangedImage(GoldenImage):
         spec: ChangedSpec
 
-    monkeypatch.setattr(
-        GoldenImage, "definition", dataclasses.replace(GoldenImage.definition, model=ChangedImage)
-    )
+    monkeypatch.setattr(GoldenImage, "definition", dataclasses.replace(GoldenImage.definition, model=ChangedImage))
     assert crdgen.main(["--check", "--output", str(tmp_path)]) == 1
     assert "ownerTeam" in crdgen.files()["goldenimage.io_goldenimages.yaml"]
 
 
 def test_check_runs_as_a_module() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "goldenimage.api.crdgen", "--check"], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-m", "goldenimage.api.crdgen", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 

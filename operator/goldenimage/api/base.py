@@ -99,9 +99,7 @@ def unique_by(key: str, *, message: str) -> FieldRule:
     return FieldRule(
         f"self.all(a, !has(a.{wire}) || self.exists_one(b, has(b.{wire}) && b.{wire} == a.{wire}))",
         message,
-        lambda items: (
-            len(keys := [getattr(i, key) for i in items if getattr(i, key) is not None]) == len(set(keys))
-        ),
+        lambda items: len(keys := [getattr(i, key) for i in items if getattr(i, key) is not None]) == len(set(keys)),
     )
 
 

@@ -89,9 +89,7 @@ def check(output: Path) -> list[str]:
         path = output / name
         current = path.read_text() if path.exists() else ""
         if current != content:
-            diff = difflib.unified_diff(
-                current.splitlines(), content.splitlines(), str(path), "generated", lineterm=""
-            )
+            diff = difflib.unified_diff(current.splitlines(), content.splitlines(), str(path), "generated", lineterm="")
             problems.append("\n".join(list(diff)[:40]))
     for stray in sorted(p.name for p in output.glob(f"{GROUP}_*.yaml") if p.name not in wanted):
         problems.append(f"{output / stray}: no model generates this file")
@@ -99,9 +97,7 @@ def check(output: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m goldenimage.api.crdgen", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m goldenimage.api.crdgen", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
     parser.add_argument("--output", type=Path, default=paths.CRDS, help="directory of the CRD files")
     args = parser.parse_args(argv)

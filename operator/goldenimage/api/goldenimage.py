@@ -107,7 +107,6 @@ class AwsTarget(Model):
         default_factory=list
     )
     iam_instance_profile: Annotated[str, Field(max_length=128)] | None = None
-    root_volume_size_gib: Annotated[int, Field(ge=1, le=16384)] | None = None
     share_with: AwsSharing | None = None
     encryption: AwsEncryption | None = None
 
@@ -183,9 +182,7 @@ class AzureTarget(Model):
 class Target(Model):
     """One place the image is built; each target builds in its own Job, in parallel."""
 
-    rules = (
-        exactly_one_of("aws", "gcp", "azure", message="a target needs exactly one cloud: aws, gcp or azure"),
-    )
+    rules = (exactly_one_of("aws", "gcp", "azure", message="a target needs exactly one cloud: aws, gcp or azure"),)
 
     name: TargetName
     aws: AwsTarget | None = None
@@ -228,9 +225,7 @@ class ShellProvisioner(Model):
     rules = (exactly_one_of("inline", "script", message="set exactly one of inline or script"),)
 
     inline: (
-        Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)
-        ]
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)]
         | None
     ) = None
     script: Content | None = None
@@ -250,18 +245,22 @@ class AnsibleProvisioner(Model):
     galaxy_requirements: Content | None = Field(None, description="A requirements.yml for ansible-galaxy.")
 
 
+FileMode = Annotated[str, Format(r"^0?[0-7]{3}$", "must be an octal file mode such as 0644", max_length=4)]
+
+
 class FileProvisioner(Model):
+    """Uploads a file and installs it (as root) at `destination`."""
+
     source: Content
     destination: AbsolutePath
+    mode: FileMode = "0644"
 
 
 class Provisioner(Model):
     """One step, run in order on every target."""
 
     rules = (
-        exactly_one_of(
-            "shell", "ansible", "file", message="a provisioner needs exactly one of shell, ansible or file"
-        ),
+        exactly_one_of("shell", "ansible", "file", message="a provisioner needs exactly one of shell, ansible or file"),
     )
 
     shell: ShellProvisioner | None = None
@@ -278,9 +277,9 @@ class UserTemplate(Model):
     """The user's own Packer HCL2; the operator renders nothing but supplies its variables."""
 
     config_map_ref: ConfigMapKeyRef
-    variables: Annotated[
-        dict[PackerVariableName, Annotated[str, Field(max_length=4096)]], Field(max_length=100)
-    ] = Field(default_factory=dict)
+    variables: Annotated[dict[PackerVariableName, Annotated[str, Field(max_length=4096)]], Field(max_length=100)] = (
+        Field(default_factory=dict)
+    )
 
 
 class SecretVariable(Model):
@@ -300,9 +299,7 @@ class CloudCredentials(Model):
     service_account_name: ObjectName | None = Field(
         None, description="Kubernetes ServiceAccount bound to a cloud identity (IRSA, Workload Identity)."
     )
-    secret_ref: SecretRef | None = Field(
-        None, description="Secret with the cloud's standard environment variables."
-    )
+    secret_ref: SecretRef | None = Field(None, description="Secret with the cloud's standard environment variables.")
 
 
 class Credentials(Model):
@@ -318,9 +315,7 @@ class Credentials(Model):
 Port = Annotated[int, Field(ge=1, le=65535)]
 CheckName = Annotated[
     str,
-    Format(
-        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "must be a lowercase name: letters, digits and '-'", max_length=63
-    ),
+    Format(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "must be a lowercase name: letters, digits and '-'", max_length=63),
 ]
 
 
@@ -333,9 +328,7 @@ class HttpCheck(Model):
     path: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^/")] = "/"
     scheme: Literal["http", "https"] = "http"
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    contains: Annotated[str, Field(max_length=1024)] | None = Field(
-        None, description="Text the body must contain."
-    )
+    contains: Annotated[str, Field(max_length=1024)] | None = Field(None, description="Text the body must contain.")
 
 
 class CommandCheck(Model):
@@ -344,9 +337,7 @@ class CommandCheck(Model):
 
 
 class Check(Model):
-    rules = (
-        exactly_one_of("tcp", "http", "command", message="a check needs exactly one of tcp, http or command"),
-    )
+    rules = (exactly_one_of("tcp", "http", "command", message="a check needs exactly one of tcp, http or command"),)
 
     name: CheckName | None = Field(None, description="Defaults to the kind and port, e.g. tcp-22.")
     tcp: TcpCheck | None = None
@@ -367,24 +358,20 @@ class Check(Model):
 
 class Validation(Model):
     timeout: Duration = Field("20m", description="How long one artifact's validation may take in all.")
-    checks: Annotated[
-        list[Check], Field(max_length=32), unique_by("name", message="check names must be unique")
-    ] = Field(default_factory=list)
+    checks: Annotated[list[Check], Field(max_length=32), unique_by("name", message="check names must be unique")] = (
+        Field(default_factory=list)
+    )
 
 
 class BuildPolicy(Model):
     timeout: Duration = Field("2h", description="Deadline of one Packer Job (activeDeadlineSeconds).")
-    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
-        3, description="Attempts per target before it fails."
-    )
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(3, description="Attempts per target before it fails.")
 
 
 class RebuildPolicy(Model):
     schedule: CronSchedule | None = Field(None, description="Cron schedule (UTC) of routine rebakes.")
     max_age: Duration | None = Field(None, description="Rebuild when the latest build is older than this.")
-    on_source_change: bool = Field(
-        True, description="Rebuild when a source image filter resolves to a new image."
-    )
+    on_source_change: bool = Field(True, description="Rebuild when a source image filter resolves to a new image.")
 
 
 class RetentionPolicy(Model):

@@ -40,9 +40,12 @@ class ImageBuildSpec(Model):
             "spec is immutable except revoked",
         ),
         Rule(
-            "has(oldSelf.sources) == has(self.sources) && "
-            "(!has(self.sources) || oldSelf.sources == self.sources)",
+            "has(oldSelf.sources) == has(self.sources) && (!has(self.sources) || oldSelf.sources == self.sources)",
             "spec.sources is immutable",
+        ),
+        Rule(
+            "has(oldSelf.inputs) == has(self.inputs) && (!has(self.inputs) || oldSelf.inputs == self.inputs)",
+            "spec.inputs is immutable",
         ),
         Rule(
             "!has(oldSelf.revoked) || has(self.revoked)",
@@ -56,14 +59,15 @@ class ImageBuildSpec(Model):
     reason: BuildReason
     recipe: Annotated[
         GoldenImageSpec,
-        Field(
-            json_schema_extra={
-                "x-kubernetes-validations": [immutable("spec.recipe is immutable").as_schema()]
-            }
-        ),
+        Field(json_schema_extra={"x-kubernetes-validations": [immutable("spec.recipe is immutable").as_schema()]}),
     ]
     sources: Annotated[dict[str, ArtifactId], Field(max_length=16)] = Field(
         default_factory=dict, description="Source image resolved per target when the build was created."
+    )
+    inputs: Annotated[dict[str, Fingerprint], Field(max_length=130)] = Field(
+        default_factory=dict,
+        description="Digest of every file the build reads from a ConfigMap (playbooks, scripts, templates), by "
+        "ConfigMap and key; the build refuses to start if one changed before it was copied.",
     )
     revoked: Revocation | None = Field(None, description="Set to withdraw this build from every channel.")
 

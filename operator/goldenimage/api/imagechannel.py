@@ -19,11 +19,7 @@ class LatestValidated(Model):
 
 
 class ChannelSource(Model):
-    rules = (
-        exactly_one_of(
-            "latest_validated", "channel", message="set exactly one of latestValidated or channel"
-        ),
-    )
+    rules = (exactly_one_of("latest_validated", "channel", message="set exactly one of latestValidated or channel"),)
 
     latest_validated: LatestValidated | None = None
     channel: ObjectName | None = Field(None, description="Promote what this upstream channel points at.")
@@ -120,9 +116,7 @@ class ImageChannelSpec(Model):
     )
     publish: Publish | None = None
     history_limit: Annotated[int, Field(ge=1, le=100)] = 10
-    suspend: bool = Field(
-        False, description="Stop moving the pointer; publication of the current entry continues."
-    )
+    suspend: bool = Field(False, description="Stop moving the pointer; publication of the current entry continues.")
 
 
 class ChannelArtifact(Model):

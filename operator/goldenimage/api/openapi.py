@@ -88,11 +88,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     kind = node.get("type")
     if "enum" in node and kind is None:
         kinds = {type(v).__name__ for v in node["enum"]}
-        kind = (
-            {"str": "string", "int": "integer", "bool": "boolean"}.get(kinds.pop())
-            if len(kinds) == 1
-            else None
-        )
+        kind = {"str": "string", "int": "integer", "bool": "boolean"}.get(kinds.pop()) if len(kinds) == 1 else None
     if kind is None:
         raise SchemaError(f"{path or '.'}: every node of a structural schema needs a type")
 

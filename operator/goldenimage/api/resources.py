@@ -142,9 +142,7 @@ GoldenImage.definition = Definition(
     "Azure and GCP, validation checks, and rebuild and retention policy.",
     columns=(
         Column("Latest", ".status.latestVersion", "integer", description="Newest version built"),
-        Column(
-            "Validated", ".status.latestValidatedVersion", "integer", description="Newest validated version"
-        ),
+        Column("Validated", ".status.latestValidatedVersion", "integer", description="Newest validated version"),
         Column("Ready", _ready("status")),
         Column("Reason", _ready("reason")),
         AGE,

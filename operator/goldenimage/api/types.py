@@ -80,9 +80,7 @@ AbsolutePath = Annotated[str, Format(r"^/[^\x00]*$", "must be an absolute path",
 # Cloud tags: AWS allows 50 per resource, keys up to 128 characters and values up to 256.
 Tags = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=40), keys_at_most(128)]
 # Environment variables, Ansible extra vars and the like.
-StringMap = Annotated[
-    dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=100), keys_at_most(128)
-]
+StringMap = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=100), keys_at_most(128)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Message = Annotated[str, Field(max_length=4096)]
 

@@ -119,9 +119,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        processes.wait_until(
-            lambda: _http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy"
-        )
+        processes.wait_until(lambda: _http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy")
 
         self._run(
             "kube-apiserver",
@@ -170,9 +168,7 @@ class ControlPlane:
         )
         # The service-account controller creating `default` proves the controllers are working.
         processes.wait_until(
-            lambda: (
-                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
-            ),
+            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
             timeout=60,
             interval=0.25,
             what="kube-controller-manager to create the default service account",
@@ -260,9 +256,7 @@ class ControlPlane:
                     "user": {"client-certificate-data": b64(client.cert), "client-key-data": b64(client.key)},
                 }
             ],
-            "contexts": [
-                {"name": "local", "context": {"cluster": "local", "user": "local", "namespace": "default"}}
-            ],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local", "namespace": "default"}}],
             "current-context": "local",
         }
         path.write_text(yaml.safe_dump(config))

@@ -70,9 +70,7 @@ class LocalPod:
 
 
 class Executor:
-    def __init__(
-        self, core: client.CoreV1Api, node: str, root: Path, selector: str, log_port: int = 0
-    ) -> None:
+    def __init__(self, core: client.CoreV1Api, node: str, root: Path, selector: str, log_port: int = 0) -> None:
         self.core = core
         self.node = node
         self.root = root
@@ -248,9 +246,7 @@ class Executor:
             )
         except podspec.ConfigError as exc:
             # Like a kubelet: the pod waits and the next resync tries again.
-            self._patch_status(
-                pod, {"status": self._waiting_status(pod, "CreateContainerConfigError", str(exc))}
-            )
+            self._patch_status(pod, {"status": self._waiting_status(pod, "CreateContainerConfigError", str(exc))})
             return
         except podspec.UnsupportedError as exc:
             self._report_exit(pod, exit_code=128, reason="UnsupportedByLocalExecutor", message=str(exc))
@@ -272,9 +268,7 @@ class Executor:
             prepared=prepared,
             started_at=_now(),
             started=time.monotonic(),
-            deadline=time.monotonic() + spec["activeDeadlineSeconds"]
-            if spec.get("activeDeadlineSeconds")
-            else None,
+            deadline=time.monotonic() + spec["activeDeadlineSeconds"] if spec.get("activeDeadlineSeconds") else None,
         )
         self.running[local.uid] = local
         log.info("started %s/%s as pid %d: %s", local.namespace, local.name, local.process.pid, prepared.argv)
@@ -345,9 +339,7 @@ class Executor:
 
     # -- status ----------------------------------------------------------------------------
 
-    def _container_status(
-        self, pod: Mapping[str, Any], state: dict[str, Any], *, ready: bool
-    ) -> dict[str, Any]:
+    def _container_status(self, pod: Mapping[str, Any], state: dict[str, Any], *, ready: bool) -> dict[str, Any]:
         container = pod["spec"]["containers"][0]
         return {
             "name": container["name"],
@@ -429,9 +421,7 @@ class Executor:
     def _delete_now(self, pod: Mapping[str, Any]) -> None:
         """The kubelet's final deletion once the containers are gone."""
         meta = pod["metadata"]
-        body = client.V1DeleteOptions(
-            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
-        )
+        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"]))
         self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=body)
 
     # -- logs ------------------------------------------------------------------------------
@@ -506,9 +496,7 @@ def serve_logs(executor: Executor, directory: Path, serving: pki.Pair | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m goldenimage.local.executor", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m goldenimage.local.executor", description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", default="local-executor")
     parser.add_argument("--work-dir", type=Path, default=None)
@@ -524,16 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     api = config.new_client_from_config(config_file=args.kubeconfig)
     executor = Executor(client.CoreV1Api(api), args.node_name, root / "pods", args.selector)
-    serving = (
-        pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert and args.serving_key else None
-    )
+    serving = pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert and args.serving_key else None
     executor.log_port = serve_logs(executor, root, serving)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info(
-        "local pod executor: node %s, pods labelled %s, work dir %s", args.node_name, args.selector, root
-    )
+    log.info("local pod executor: node %s, pods labelled %s, work dir %s", args.node_name, args.selector, root)
     executor.run(stop)
     return 0
 

@@ -61,9 +61,7 @@ def prepare(
     if not container.get("command"):
         raise UnsupportedError("the local pod executor needs an explicit command (images are not run)")
 
-    volumes = _materialize_volumes(
-        spec.get("volumes", []), directory / "volumes", pod, read_config_map, read_secret
-    )
+    volumes = _materialize_volumes(spec.get("volumes", []), directory / "volumes", pod, read_config_map, read_secret)
     paths: list[tuple[str, Path]] = []
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:
@@ -187,13 +185,9 @@ def _resolve_env(
     return out
 
 
-def _write_items(
-    target: Path, data: Mapping[str, str], items: list[dict[str, Any]] | None, mode: int
-) -> None:
+def _write_items(target: Path, data: Mapping[str, str], items: list[dict[str, Any]] | None, mode: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    selected = (
-        [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [(k, k, mode) for k in data]
-    )
+    selected = [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [(k, k, mode) for k in data]
     for key, rel, file_mode in selected:
         if key not in data:
             raise ConfigError(f"key {key!r} not found")
@@ -226,9 +220,7 @@ def _materialize_volumes(
                 _materialize_source(source, target, namespace, read_config_map, read_secret)
         else:
             kinds = sorted(k for k in volume if k != "name")
-            raise UnsupportedError(
-                f"volume {name!r}: {kinds} volumes are not supported by the local pod executor"
-            )
+            raise UnsupportedError(f"volume {name!r}: {kinds} volumes are not supported by the local pod executor")
         out[name] = target
     return out
 

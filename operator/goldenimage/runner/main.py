@@ -1,13 +1,23 @@
-"""The `goldenimage-runner` command, run inside build and validation Jobs."""
+"""The `goldenimage-runner` command, run inside the operator's Jobs."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from . import build
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goldenimage-runner", description="Runs inside the operator's Jobs")
-    parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (none yet)")
-    parser.parse_args(argv)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    build.add_arguments(sub.add_parser("build", help="validate and build a Packer template, report the artifacts"))
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        return build.run(args)
     parser.print_help()
     return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

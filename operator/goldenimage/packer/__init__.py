@@ -1,0 +1,1 @@
+"""Pure rendering of Packer HCL2 templates from a recipe, and fingerprinting."""

@@ -1,0 +1,44 @@
+"""The tags (labels on GCP) that mark every cloud resource a build creates, spelled as each
+cloud allows, so that leftovers can always be found by build id."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+BUILD_ID = "goldenimage.io/build-id"
+IMAGE = "goldenimage.io/image"
+NAMESPACE = "goldenimage.io/namespace"
+VERSION = "goldenimage.io/version"
+TARGET = "goldenimage.io/target"
+ATTEMPT = "goldenimage.io/attempt"
+ROLE = "goldenimage.io/role"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "goldenimage-operator"
+
+
+def key_for(cloud: str, key: str) -> str:
+    """A tag key as `cloud` accepts it: AWS as is; Azure without '/'; GCP as a label key."""
+    if cloud == "aws":
+        return key
+    if cloud == "azure":
+        return re.sub(r"[<>%&\\?/]", "_", key)
+    return label_key(key)
+
+
+def label_key(key: str) -> str:
+    """GCP label keys: lowercase letters, digits, '_' and '-', starting with a letter, <= 63."""
+    text = re.sub(r"[^a-z0-9_-]", "-", key.lower().replace("/", "_"))
+    if not text or not text[0].isalpha():
+        text = "t" + text
+    return text[:63]
+
+
+def label_value(value: str) -> str:
+    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
+
+
+def for_cloud(cloud: str, tags: Mapping[str, str]) -> dict[str, str]:
+    if cloud == "gcp":
+        return {label_key(k): label_value(v) for k, v in tags.items()}
+    return {key_for(cloud, k): v for k, v in tags.items()}

@@ -1,0 +1,147 @@
+"""Running Packer: version, validate, and build with machine-readable output, SIGTERM forwarded
+so that Packer can clean up what it created."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .scrub import Scrubber
+
+
+@dataclass
+class BuildOutput:
+    returncode: int
+    cancelled: bool
+    errors: list[str] = field(default_factory=list)
+    artifact_ids: list[str] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+
+
+def var_args(variables: Mapping[str, str]) -> list[str]:
+    return [arg for name, value in variables.items() for arg in ("-var", f"{name}={value}")]
+
+
+def version(packer: str, env: Mapping[str, str]) -> str:
+    out = subprocess.run([packer, "version"], capture_output=True, text=True, env=dict(env), check=False).stdout
+    match = re.search(r"v?(\d+\.\d+\.\d+\S*)", out)
+    return match.group(1) if match else out.strip()[:64]
+
+
+def validate(
+    packer: str, template: Path, variables: Mapping[str, str], env: Mapping[str, str], cwd: Path
+) -> tuple[int, str]:
+    result = subprocess.run(
+        [packer, "validate", *var_args(variables), str(template)],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        cwd=cwd,
+        check=False,
+    )
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "")
+
+
+class Build:
+    """One `packer build`, with its termination forwarded from ours."""
+
+    def __init__(
+        self,
+        packer: str,
+        template: Path,
+        variables: Mapping[str, str],
+        env: Mapping[str, str],
+        cwd: Path,
+        scrub: Scrubber,
+        say: Callable[[str], None],
+    ) -> None:
+        self.argv = [
+            packer,
+            "build",
+            "-machine-readable",
+            "-on-error=cleanup",  # never abort or ask: those leave resources behind or hang
+            "-color=false",
+            *var_args(variables),
+            str(template),
+        ]
+        self.env = dict(env)
+        self.cwd = cwd
+        self.scrub = scrub
+        self.say = say
+        self.process: subprocess.Popen[str] | None = None
+        self.cancelled = threading.Event()
+
+    def terminate(self, signum: int = signal.SIGTERM) -> None:
+        """Ask Packer to cancel and clean up (it handles SIGTERM and SIGINT the same way)."""
+        self.cancelled.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def run(self) -> BuildOutput:
+        out = BuildOutput(returncode=-1, cancelled=False)
+        self.process = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
+        )
+        if self.cancelled.is_set():  # terminated before Packer started
+            self.process.send_signal(signal.SIGTERM)
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._line(raw.rstrip("\n"), out)
+        out.returncode = self.process.wait()
+        out.cancelled = self.cancelled.is_set()
+        return out
+
+    def _line(self, raw: str, out: BuildOutput) -> None:
+        parts = raw.split(",")
+        if len(parts) < 3 or not parts[0].isdigit():
+            self._show(raw, out)
+            return
+        kind, data = parts[2], parts[3:]
+        if kind == "ui" and len(data) >= 2:
+            self._show(_unescape(",".join(data[1:])), out)
+        elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
+            out.artifact_ids.append(_unescape(",".join(data[2:])))
+        elif kind == "error" and data:
+            out.errors.append(self.scrub(_unescape(",".join(data))))
+
+    def _show(self, text: str, out: BuildOutput) -> None:
+        clean = self.scrub(text)
+        for line in clean.splitlines() or [""]:
+            self.say(line)
+            out.tail.append(line)
+        del out.tail[:-40]
+
+
+def manifest_artifacts(path: Path) -> tuple[str, list[str]]:
+    """(run uuid, artifact ids) of the last run recorded in a manifest (it appends every run)."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    run = data.get("last_run_uuid", "")
+    ids = [str(b["artifact_id"]) for b in data.get("builds", []) if b.get("packer_run_uuid") == run]
+    return run, ids
+
+
+def split_artifact_ids(ids: Sequence[str]) -> list[tuple[str, str]]:
+    """Packer's artifact ids as (region, id): AWS writes "region:ami-1,region:ami-2"; other
+    clouds write one id with no region (filled in from the target by the operator)."""
+    out: list[tuple[str, str]] = []
+    for artifact in ids:
+        for part in artifact.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            region, sep, ident = part.partition(":")
+            pair = (region, ident) if sep and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region) else ("", part)
+            if pair not in out:
+                out.append(pair)
+    return out
