@@ -197,6 +197,16 @@ class Target(Model):
             return "gcp"
         return "azure"
 
+    @property
+    def location(self) -> str:
+        """Where the build runs: the AWS region, GCP zone or Azure location."""
+        if self.aws is not None:
+            return self.aws.region
+        if self.gcp is not None:
+            return self.gcp.zone
+        assert self.azure is not None
+        return self.azure.location
+
 
 # ---------------------------------------------------------------------------------------------
 # Provisioners

@@ -32,7 +32,39 @@ def _local_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from .. import handlers  # noqa: F401 - registers the handlers
+    from ..config import Config, ConfigError
+
+    try:
+        Config.from_env()
+    except ConfigError as exc:
+        print(f"goldenimage operator: {exc}", file=sys.stderr)
+        return 2
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=not args.peering,
+        peering_name=args.peering,
+        priority=args.priority,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _operator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
+    parser.add_argument("--peering", help="KopfPeering name, for several replicas (default: standalone)")
+    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--verbose", action="store_true")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "operator": ("run the operator (configured by GOLDENIMAGE_* environment variables)", _operator),
     "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds),
     "local-cluster": ("run a local control plane with the CRDs and pod executor", _local_cluster),
 }
@@ -42,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goldenimage", description="GoldenImage operator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, _) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        command = sub.add_parser(name, help=help_text)
+        if name == "operator":
+            _operator_arguments(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -58,12 +58,13 @@ class LocalCluster:
                 "goldenimage.local.executor",
                 f"--kubeconfig={self.kubeconfig}",
                 f"--node-name={NODE}",
-                f"--work-dir={self.plane.directory / 'executor'}",
+                f"--work-dir={self.plane.directory / 'x'}",
                 f"--serving-cert={serving.cert}",
                 f"--serving-key={serving.key}",
             ],
             log=self.plane.logs("executor"),
-            env=dict(os.environ),
+            # Pods run this environment's programs, as if it were their image.
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
         )
         processes.wait_until(self._node_ready, timeout=30, interval=0.2, what="the local pod executor's node")
 

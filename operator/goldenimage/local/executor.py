@@ -78,6 +78,7 @@ class Executor:
         self.log_port = log_port
         self.running: dict[str, LocalPod] = {}
         self.finished: dict[str, Path] = {}  # uid -> directory, for logs after exit
+        self.finished_names: dict[str, tuple[str, str]] = {}  # uid -> (namespace, name)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.base_env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
 
@@ -234,7 +235,8 @@ class Executor:
     def _start(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         container = spec["containers"][0]
-        directory = self.root / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
+        # Short paths: programs put Unix sockets under the pod's directories (108-byte limit).
+        directory = self.root / meta["uid"].replace("-", "")[:12]
         directory.mkdir(parents=True, exist_ok=True)
         try:
             prepared = podspec.prepare(
@@ -300,6 +302,7 @@ class Executor:
                 os.killpg(local.process.pid, signal.SIGKILL)
             del self.running[uid]
             self.finished[uid] = local.directory
+            self.finished_names[uid] = (local.namespace, local.name)
             exit_code = code if code >= 0 else 128 - code
             log.info("%s/%s exited with %d", local.namespace, local.name, exit_code)
             pod = self._read_pod(local)
@@ -430,9 +433,8 @@ class Executor:
         for local in self.running.values():
             if (local.namespace, local.name) == (namespace, name):
                 return local.log_path, local
-        prefix = f"{namespace}_{name}_"
-        for directory in self.finished.values():
-            if directory.name.startswith(prefix):
+        for key, directory in self.finished.items():
+            if self.finished_names.get(key) == (namespace, name):
                 return directory / "container.log", None
         return None
 
@@ -511,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.work_dir or Path(tempfile.mkdtemp(prefix="goldenimage-executor-"))
     root.mkdir(parents=True, exist_ok=True)
     api = config.new_client_from_config(config_file=args.kubeconfig)
-    executor = Executor(client.CoreV1Api(api), args.node_name, root / "pods", args.selector)
+    executor = Executor(client.CoreV1Api(api), args.node_name, root / "p", args.selector)
     serving = pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert and args.serving_key else None
     executor.log_port = serve_logs(executor, root, serving)
     stop = threading.Event()

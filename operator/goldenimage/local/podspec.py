@@ -61,7 +61,7 @@ def prepare(
     if not container.get("command"):
         raise UnsupportedError("the local pod executor needs an explicit command (images are not run)")
 
-    volumes = _materialize_volumes(spec.get("volumes", []), directory / "volumes", pod, read_config_map, read_secret)
+    volumes = _materialize_volumes(spec.get("volumes", []), directory / "v", pod, read_config_map, read_secret)
     paths: list[tuple[str, Path]] = []
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:

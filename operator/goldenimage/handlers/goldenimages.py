@@ -1,0 +1,178 @@
+"""GoldenImage handlers: gather its builds, inputs and sources, decide whether a new version is
+needed, create it, and summarize the image's state in its status."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api.conditions import find, set_condition
+from ..api.errors import summary
+from ..api.goldenimage import GoldenImageStatus
+from ..api.resources import GoldenImage, ImageBuild
+from ..clouds.base import CloudError, SourceNotFoundError
+from ..config import Config
+from ..kube import jobs, labels
+from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS
+from ..packer import inputs as packer_inputs
+from ..packer.fingerprint import image_recipe
+from ..reconcile import goldenimage as planner
+from ..reconcile.actions import AnnotateBuild, CreateBuild, Emit
+from .context import Operator, current, log
+from .credentials import adapter
+
+
+def key(namespace: str, name: str) -> tuple[str, str, str]:
+    return ("goldenimage", namespace, name)
+
+
+def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
+    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
+
+
+async def reconcile(op: Operator, namespace: str, name: str) -> None:
+    body = await op.kube.get(GOLDENIMAGES, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        image = GoldenImage.model_validate(body)
+    except ValidationError as exc:
+        await _invalid(op, body, summary(exc))
+        return
+    try:
+        observed = await _gather(op, image)
+    except CloudError as exc:
+        log.warning("GoldenImage %s/%s: a cloud lookup failed, retrying soon: %s", namespace, name, exc)
+        trigger(op, namespace, name, 30)
+        return
+    plan = planner.plan(image, observed)
+    for action in plan.actions:
+        if isinstance(action, CreateBuild):
+            await op.kube.create(IMAGEBUILDS, namespace, _build_object(image, action))
+        elif isinstance(action, AnnotateBuild):
+            await op.kube.merge_patch(
+                IMAGEBUILDS, namespace, action.name, {"metadata": {"annotations": action.annotations}}
+            )
+    new_status = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if new_status != (body.get("status") or {}):
+        await op.kube.write_status(GOLDENIMAGES, namespace, name, new_status, resource_version=None)
+    for action in plan.actions:
+        if isinstance(action, Emit):
+            await op.kube.event(body, action.type, action.reason, action.message)
+    if plan.requeue_after is not None:
+        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 1)
+
+
+async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
+    namespace, name = image.metadata.namespace or "", image.metadata.name
+    spec = image.spec
+    build_bodies = await op.kube.list(IMAGEBUILDS, namespace, labels.selector({labels.IMAGE: name}))
+    builds = []
+    for body in build_bodies:
+        try:
+            build = ImageBuild.model_validate(body)
+        except ValidationError:
+            log.warning("ImageBuild %s/%s is invalid and ignored", namespace, body["metadata"]["name"])
+            continue
+        if build.spec.image != name:
+            continue
+        builds.append(
+            planner.BuildSummary(
+                name=build.metadata.name,
+                version=build.spec.version,
+                fingerprint=build.spec.fingerprint,
+                created=build.metadata.creation_timestamp or datetime.now(UTC),
+                recipe=image_recipe(build.spec.recipe),
+                sources=build.spec.sources,
+                inputs=build.spec.inputs,
+                annotations=build.metadata.annotations,
+                ready=find(build.status.conditions, "Ready") if build.status else None,
+                deleting=build.metadata.deletion_timestamp is not None,
+            )
+        )
+
+    digests: dict[str, str] = {}
+    missing: list[str] = []
+    for ref in packer_inputs.refs(spec):
+        config_map = await op.kube.get(CONFIGMAPS, namespace, ref.config_map)
+        data = (config_map or {}).get("data") or {}
+        if ref.key in data:
+            digests[str(ref)] = packer_inputs.digest(data[ref.key])
+        else:
+            missing.append(str(ref))
+
+    sources: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for target in spec.targets:
+        cloud = await adapter(op, spec, target.cloud, namespace)
+        if cloud is None:
+            continue
+        try:
+            resolved = await asyncio.to_thread(cloud.resolve_source, target)
+        except SourceNotFoundError as exc:
+            errors[target.name] = str(exc)
+            continue
+        if resolved is not None:
+            sources[target.name] = resolved
+    return planner.ImageObservation(
+        now=datetime.now(UTC),
+        runner=op.config.runner_image,
+        builds=builds,
+        sources=sources,
+        source_errors=errors,
+        inputs=digests,
+        missing_inputs=missing,
+    )
+
+
+def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:
+    meta = image.metadata
+    return {
+        "apiVersion": "goldenimage.io/v1alpha1",
+        "kind": "ImageBuild",
+        "metadata": {
+            "name": action.name,
+            "namespace": meta.namespace,
+            "labels": labels.for_build(meta.name, action.name, action.spec.version),
+            "annotations": dict(action.annotations),
+            "ownerReferences": [
+                {**jobs.owner_reference("GoldenImage", meta.name, meta.uid or ""), "blockOwnerDeletion": False}
+            ],
+        },
+        "spec": action.spec.wire(),
+    }
+
+
+async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
+    """A spec the API server admitted but the models refuse (e.g. a cron field out of range)."""
+    status = GoldenImageStatus.model_validate(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    conditions = set_condition(
+        status.conditions, "Ready", "False", "InvalidSpec", message, datetime.now(UTC), generation
+    )
+    new = status.model_copy(update={"conditions": conditions, "observed_generation": generation})
+    dumped = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if dumped != (body.get("status") or {}):
+        meta = body["metadata"]
+        await op.kube.write_status(GOLDENIMAGES, meta["namespace"], meta["name"], dumped, resource_version=None)
+        await op.kube.event(body, "Warning", "InvalidSpec", message)
+
+
+@kopf.on.event("goldenimage.io", "v1alpha1", "goldenimages")
+async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    if type == "DELETED" or namespace is None:
+        return
+    op = current()
+    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+
+
+@kopf.timer("goldenimage.io", "v1alpha1", "goldenimages", interval=Config.from_env().resync.total_seconds())
+async def resync(name: str, namespace: str | None, **_: Any) -> None:
+    """Level-based safety net, and the clock for source changes, changed ConfigMap inputs and
+    scheduled rebuilds."""
+    if namespace is not None:
+        trigger(current(), namespace, name)

@@ -1,0 +1,299 @@
+"""ImageBuild handlers: gather the build's Jobs and inputs, plan, create what the plan asks for,
+record the status conditionally; on deletion stop the Jobs and apply the deletion policy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from ..api.conditions import set_condition
+from ..api.errors import summary
+from ..api.imagebuild import ImageBuildStatus
+from ..api.resources import ImageBuild
+from ..clouds.base import CloudError
+from ..config import Config
+from ..kube import jobs, labels, names, results
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, SECRETS, ConflictError
+from ..packer import inputs as packer_inputs
+from ..packer.render import Settings
+from ..reconcile import imagebuild as planner
+from ..reconcile.actions import CreateInputs, CreateJob, DeleteJob, Emit
+from .context import Operator, current, log
+from .credentials import adapter
+
+CONFLICT_RETRIES = 5
+BUILD_LABEL = labels.BUILD
+
+
+def key(namespace: str, name: str) -> tuple[str, str, str]:
+    return ("imagebuild", namespace, name)
+
+
+def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
+    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
+
+
+async def reconcile(op: Operator, namespace: str, name: str) -> None:
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            await _reconcile_once(op, namespace, name)
+            return
+        except ConflictError:
+            log.info("ImageBuild %s/%s changed while it was reconciled; planning again", namespace, name)
+    log.warning("ImageBuild %s/%s kept changing; the next event retries", namespace, name)
+
+
+def _terminal(build: ImageBuild) -> bool:
+    status = build.status
+    return (
+        status is not None
+        and bool(status.targets)
+        and all(t.phase in ("Succeeded", "Failed") for t in status.targets)
+        and status.observed_generation == build.metadata.generation
+    )
+
+
+async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
+    body = await op.kube.get(IMAGEBUILDS, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        build = ImageBuild.model_validate(body)
+    except ValidationError as exc:
+        await _invalid(op, body, summary(exc, prefix=""))
+        return
+    if _terminal(build):
+        return
+    observed = await _gather(op, build)
+    settings = planner.BuildSettings(
+        retry_base=op.config.retry_base,
+        retry_cap=op.config.retry_cap,
+        render=Settings(communicator=op.config.packer_communicator),
+    )
+    plan = planner.plan(build, observed, settings)
+    for action in plan.actions:
+        if isinstance(action, CreateInputs):
+            await op.kube.create(CONFIGMAPS, namespace, _inputs_config_map(build, action.data))
+        elif isinstance(action, CreateJob):
+            target = next(t for t in build.spec.recipe.targets if t.name == action.target)
+            job = jobs.build_job(
+                namespace=namespace,
+                image=build.spec.image,
+                build=name,
+                build_uid=build.metadata.uid or "",
+                version=build.spec.version,
+                recipe=build.spec.recipe,
+                target=target,
+                attempt=action.attempt,
+                config=op.config,
+            )
+            await op.kube.create(JOBS, namespace, job)
+        elif isinstance(action, DeleteJob):
+            await op.kube.delete(JOBS, namespace, action.name)
+    new_status = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    old_status = body.get("status") or {}
+    if new_status != old_status:
+        # Conditional: artifact IDs recorded by another writer in between must not be lost.
+        await op.kube.write_status(
+            IMAGEBUILDS, namespace, name, new_status, resource_version=build.metadata.resource_version
+        )
+        from . import goldenimages  # the image summarizes its builds
+
+        goldenimages.trigger(op, namespace, build.spec.image)
+    for action in plan.actions:
+        if isinstance(action, Emit):
+            await op.kube.event(body, action.type, action.reason, action.message)
+    if plan.requeue_after is not None:
+        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+
+
+async def _gather(op: Operator, build: ImageBuild) -> planner.BuildObservation:
+    namespace, name = build.metadata.namespace or "", build.metadata.name
+    selector = labels.selector({labels.BUILD: name})
+    config_map, job_list, pod_list = await asyncio.gather(
+        op.kube.get(CONFIGMAPS, namespace, names.inputs(name)),
+        op.kube.list(JOBS, namespace, selector),
+        op.kube.list(PODS, namespace, selector),
+    )
+    pods_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pod in pod_list:
+        pods_by_job[pod["metadata"].get("labels", {}).get("job-name", "")].append(pod)
+    outcomes = {j["metadata"]["name"]: results.observe(j, pods_by_job[j["metadata"]["name"]]) for j in job_list}
+
+    contents: dict[str, str] | None = None
+    if config_map is None:
+        contents = await _read_refs(op, namespace, [str(r) for r in packer_inputs.refs(build.spec.recipe)])
+    missing = await _missing_secrets(op, build)
+    return planner.BuildObservation(
+        now=datetime.now(UTC),
+        inputs_exist=config_map is not None,
+        input_contents=contents,
+        missing_secrets=missing,
+        jobs=outcomes,
+    )
+
+
+async def _read_refs(op: Operator, namespace: str, refs: list[str]) -> dict[str, str]:
+    """The ConfigMap keys ("name/key") that exist, with their content."""
+    out: dict[str, str] = {}
+    config_maps: dict[str, dict[str, Any] | None] = {}
+    for ref in refs:
+        cm_name, _, cm_key = ref.partition("/")
+        if cm_name not in config_maps:
+            config_maps[cm_name] = await op.kube.get(CONFIGMAPS, namespace, cm_name)
+        found = config_maps[cm_name]
+        if found is not None and cm_key in (found.get("data") or {}):
+            out[ref] = found["data"][cm_key]
+    return out
+
+
+async def _missing_secrets(op: Operator, build: ImageBuild) -> list[str]:
+    recipe = build.spec.recipe
+    namespace = build.metadata.namespace or ""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for variable in recipe.secret_variables:
+        wanted[variable.secret_key_ref.name].add(variable.secret_key_ref.key)
+    if recipe.credentials is not None:
+        for creds in (recipe.credentials.aws, recipe.credentials.gcp, recipe.credentials.azure):
+            if creds is not None and creds.secret_ref is not None:
+                wanted[creds.secret_ref.name]
+    missing = []
+    for secret_name, keys in sorted(wanted.items()):
+        secret = await op.kube.get(SECRETS, namespace, secret_name)
+        if secret is None:
+            missing.append(secret_name)
+            continue
+        data = secret.get("data") or {}
+        missing += [f"{secret_name}/{k}" for k in sorted(keys) if k not in data]
+    return missing
+
+
+def _inputs_config_map(build: ImageBuild, data: dict[str, str] | Any) -> dict[str, Any]:
+    meta = build.metadata
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names.inputs(meta.name),
+            "namespace": meta.namespace,
+            "labels": labels.for_build(build.spec.image, meta.name, build.spec.version),
+            "ownerReferences": [jobs.owner_reference("ImageBuild", meta.name, meta.uid or "")],
+        },
+        "data": dict(data),
+        "immutable": True,
+    }
+
+
+async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
+    status = ImageBuildStatus.model_validate(body.get("status") or {})
+    now = datetime.now(UTC)
+    generation = body["metadata"].get("generation")
+    conditions = set_condition(status.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
+    new = status.model_copy(update={"conditions": conditions}).model_dump(mode="json", by_alias=True, exclude_none=True)
+    if new != (body.get("status") or {}):
+        meta = body["metadata"]
+        await op.kube.write_status(IMAGEBUILDS, meta["namespace"], meta["name"], new, resource_version=None)
+        await op.kube.event(body, "Warning", "InvalidSpec", message)
+
+
+# -- deletion ----------------------------------------------------------------------------------
+
+
+async def delete(op: Operator, body: dict[str, Any]) -> None:
+    """Stop the build's Jobs gracefully, then keep or delete its artifacts as its policy says."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    selector = labels.selector({labels.BUILD: name})
+    for job in await op.kube.list(JOBS, namespace, selector):
+        # Background propagation deletes the Pods gracefully: Packer gets SIGTERM and cleans up.
+        await op.kube.delete(JOBS, namespace, job["metadata"]["name"], propagation="Background")
+    running = [p["metadata"]["name"] for p in await op.kube.list(PODS, namespace, selector)]
+    if running:
+        raise kopf.TemporaryError(f"waiting for build Pods to stop: {', '.join(running)}", delay=3)
+
+    if meta.get("annotations", {}).get(labels.SKIP_CLEANUP) == "true":
+        await op.kube.event(
+            body, "Warning", "CleanupSkipped", f"{labels.SKIP_CLEANUP} is set: cloud resources are kept"
+        )
+        return
+    try:
+        build = ImageBuild.model_validate(body)
+    except ValidationError as exc:
+        await op.kube.event(
+            body, "Warning", "CleanupSkipped", f"the ImageBuild is invalid, nothing is cleaned up: {exc}"
+        )
+        return
+    recipe = build.spec.recipe
+    policy = meta.get("annotations", {}).get(labels.DELETION_POLICY) or (
+        recipe.retention.deletion_policy if recipe.retention else "Retain"
+    )
+    build_id = names.build_id(name, meta.get("uid", ""))
+    recorded = {t.name: t for t in (build.status.targets if build.status else [])}
+    deleted: list[str] = []
+    try:
+        for target in recipe.targets:
+            cloud = await adapter(op, recipe, target.cloud, namespace)
+            if cloud is None:
+                if policy == "Delete":
+                    await op.kube.event(
+                        body,
+                        "Warning",
+                        "ArtifactsKept",
+                        f"target {target.name}: no {target.cloud} adapter; artifacts kept",
+                    )
+                continue
+            regions = [target.location] + (list(target.aws.copy_to_regions) if target.aws else [])
+            # Temporary resources are never wanted, whatever the policy.
+            deleted += [str(r) for r in await asyncio.to_thread(cloud.sweep, build_id, regions)]
+            if policy != "Delete":
+                continue
+            artifacts = {(a.region, a.id) for a in (recorded[target.name].artifacts if target.name in recorded else [])}
+            found = await asyncio.to_thread(cloud.find_artifacts, build_id, regions)
+            artifacts |= {(r.region, r.id) for r in found}
+            for region, artifact in sorted(artifacts):
+                deleted += [str(r) for r in await asyncio.to_thread(cloud.delete_artifact, region, artifact)]
+    except CloudError as exc:
+        raise kopf.TemporaryError(f"cloud clean-up failed, retrying: {exc}", delay=30) from exc
+    if deleted:
+        log.info("ImageBuild %s/%s: deleted %s", namespace, name, ", ".join(deleted))
+
+
+# -- kopf wiring -------------------------------------------------------------------------------
+
+
+@kopf.on.event("goldenimage.io", "v1alpha1", "imagebuilds")
+async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    if type == "DELETED" or namespace is None:
+        return
+    op = current()
+    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+
+
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={labels.MANAGED_BY: labels.MANAGER, labels.ROLE: "build"},
+)
+async def on_job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    build = labels.get(BUILD_LABEL)
+    if build and namespace is not None:
+        trigger(current(), namespace, build)
+
+
+@kopf.timer("goldenimage.io", "v1alpha1", "imagebuilds", interval=Config.from_env().resync.total_seconds())
+async def resync(name: str, namespace: str | None, **_: Any) -> None:
+    """Level-based safety net: a missed event is healed at the next tick."""
+    if namespace is not None:
+        trigger(current(), namespace, name)
+
+
+@kopf.on.delete("goldenimage.io", "v1alpha1", "imagebuilds")
+async def on_delete(body: kopf.Body, **_: Any) -> None:
+    await delete(current(), dict(body))

@@ -1,0 +1,205 @@
+"""The one module that talks to the Kubernetes API for the operator (kopf itself aside).
+
+Calls go through the official client's REST layer in worker threads, so the event loop never
+blocks. Creation is idempotent ("already exists" returns the existing object: adopt it),
+deletion too ("not found" is done), and status writes that must not be lost are conditional on
+the resourceVersion the decision was made from (a ConflictError means re-read and re-plan).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{name}"
+        if subresource is not None:
+            base += f"/{subresource}"
+        return base
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+GOLDENIMAGES = Kind("goldenimage.io", "v1alpha1", "goldenimages", "GoldenImage")
+IMAGEBUILDS = Kind("goldenimage.io", "v1alpha1", "imagebuilds", "ImageBuild")
+IMAGECHANNELS = Kind("goldenimage.io", "v1alpha1", "imagechannels", "ImageChannel")
+JOBS = Kind("batch", "v1", "jobs", "Job")
+PODS = Kind("", "v1", "pods", "Pod")
+CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
+SECRETS = Kind("", "v1", "secrets", "Secret")
+EVENTS = Kind("", "v1", "events", "Event")
+
+
+class ConflictError(Exception):
+    """The object changed since it was read."""
+
+
+class NotFoundError(Exception):
+    pass
+
+
+def api_client() -> client.ApiClient:
+    """In-cluster credentials, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, *, component: str = "goldenimage-operator") -> None:
+        self.api = api
+        self.component = component
+
+    # -- raw -------------------------------------------------------------------------------
+
+    def _request_sync(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=60,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFoundError(path) from exc
+            if exc.status == 409 and method in ("PATCH", "PUT"):
+                raise ConflictError(path) from exc
+            raise
+        data = response.data
+        return json.loads(data) if data else None
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._request_sync, method, path, **kwargs)
+
+    # -- objects ---------------------------------------------------------------------------
+
+    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = await self.request("GET", kind.path(namespace, name))
+        except NotFoundError:
+            return None
+        return found
+
+    async def list(self, kind: Kind, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", selector)] if selector else []
+        found = await self.request("GET", kind.path(namespace), query=query)
+        items: list[dict[str, Any]] = found.get("items", [])
+        return items
+
+    async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create, or return the object of that name if it already exists (to be adopted)."""
+        try:
+            created: dict[str, Any] = await self.request("POST", kind.path(namespace), body=body)
+            return created
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = await self.get(kind, namespace, body["metadata"]["name"])
+        if existing is None:  # deleted in between: the next reconcile creates it again
+            raise ConflictError(f"{kind.kind} {body['metadata']['name']} was deleted while being adopted")
+        return existing
+
+    async def delete(
+        self, kind: Kind, namespace: str, name: str, *, propagation: str = "Background", grace: int | None = None
+    ) -> None:
+        options: dict[str, Any] = {"propagationPolicy": propagation}
+        if grace is not None:
+            options["gracePeriodSeconds"] = grace
+        with contextlib.suppress(NotFoundError):
+            await self.request("DELETE", kind.path(namespace, name), body=options)
+
+    async def merge_patch(
+        self, kind: Kind, namespace: str, name: str, patch: dict[str, Any], *, subresource: str | None = None
+    ) -> dict[str, Any]:
+        """A JSON merge patch. With metadata.resourceVersion in the patch it is conditional:
+        ConflictError if the object changed since."""
+        patched: dict[str, Any] = await self.request(
+            "PATCH",
+            kind.path(namespace, name, subresource),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return patched
+
+    async def write_status(
+        self, kind: Kind, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace status fields; conditional on `resource_version` when given."""
+        patch: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return await self.merge_patch(kind, namespace, name, patch, subresource="status")
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record an Event on `obj`; failures are logged, never raised (Events are best effort)."""
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": os.environ.get("HOSTNAME", self.component),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.request("POST", EVENTS.path(meta["namespace"]), body=body)
+        except Exception as exc:
+            log.warning("could not record event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)

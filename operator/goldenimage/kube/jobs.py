@@ -1,0 +1,169 @@
+"""The build Job of one target and attempt (pure).
+
+One Job per target and attempt, never retried by Kubernetes (`backoffLimit: 0`: retries are the
+operator's, as new attempts). Pods run under the restricted Pod Security profile with a
+read-only root filesystem and no Kubernetes API token, with a long grace period so Packer can
+clean up after SIGTERM. Secrets reach Packer only as environment variables from Secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.durations import parse as parse_duration
+from ..api.goldenimage import GoldenImageSpec, Target
+from ..config import Config
+from ..packer import inputs as packer_inputs
+from ..packer.render import template_name
+from . import labels, names
+
+INPUTS_DIR = "/etc/goldenimage/build"
+WORK_DIR = "/work"
+TERMINATION_LOG = "/dev/termination-log"
+RUNNER_UID = 65532
+# Environment variables that may hold credentials: never printed by the runner.
+CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARM_CLIENT_SECRET")
+DEFAULT_BUILD_TIMEOUT = "2h"
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "goldenimage.io/v1alpha1",
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def restricted_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUNNER_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | None, list[dict[str, Any]]]:
+    """(service account, envFrom) for the target's cloud identity."""
+    creds = getattr(recipe.credentials, target.cloud, None) if recipe.credentials else None
+    if creds is None:
+        return None, []
+    if creds.secret_ref is not None:
+        return None, [{"secretRef": {"name": creds.secret_ref.name}}]
+    return creds.service_account_name, []
+
+
+def build_job(
+    *,
+    namespace: str,
+    image: str,
+    build: str,
+    build_uid: str,
+    version: int,
+    recipe: GoldenImageSpec,
+    target: Target,
+    attempt: int,
+    config: Config,
+) -> dict[str, Any]:
+    name = names.build_job(build, target.name, attempt)
+    job_labels = labels.for_job(image, build, version, target.name, attempt, "build")
+    build_id = names.build_id(build, build_uid)
+    timeout = parse_duration(recipe.build.timeout if recipe.build else DEFAULT_BUILD_TIMEOUT)
+
+    user_template = recipe.template is not None
+    template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
+    args = [
+        "build",
+        f"--template={INPUTS_DIR}/{template}",
+        f"--inputs={INPUTS_DIR}",
+        f"--work-dir={WORK_DIR}",
+        f"--result={TERMINATION_LOG}",
+        f"--var=attempt={attempt}",
+    ]
+    if user_template:
+        assert recipe.template is not None
+        extra = {"build_id": build_id, "target": target.name, "cloud": target.cloud, "region": target.location}
+        args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]
+
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": f"{WORK_DIR}/home"},
+        {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},
+        {"name": "PACKER_CACHE_DIR", "value": f"{WORK_DIR}/packer-cache"},
+        {"name": "CHECKPOINT_DISABLE", "value": "1"},
+        {"name": "GOLDENIMAGE_BUILD_ID", "value": build_id},
+        *({"name": k, "value": v} for k, v in sorted(config.runner_env.items())),
+    ]
+    if target.cloud == "aws" and config.aws_endpoint_url:
+        env.append({"name": "PKR_VAR_aws_endpoint", "value": config.aws_endpoint_url})
+    sensitive = list(CREDENTIAL_ENV)
+    for secret in recipe.secret_variables:
+        variable = f"PKR_VAR_{secret.name}"
+        env.append(
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": secret.secret_key_ref.name, "key": secret.secret_key_ref.key}},
+            }
+        )
+        sensitive.append(variable)
+    args += [f"--sensitive-env={name}" for name in sensitive]
+    service_account, env_from = _credentials_env(recipe, target)
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": int(config.termination_grace.total_seconds()),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "packer",
+                "image": config.runner_image,
+                "command": list(config.runner_command),
+                "args": args,
+                "env": env,
+                "envFrom": env_from,
+                "securityContext": restricted_security_context(),
+                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+                "terminationMessagePath": TERMINATION_LOG,
+                "terminationMessagePolicy": "File",
+                "volumeMounts": [
+                    {"name": "inputs", "mountPath": INPUTS_DIR, "readOnly": True},
+                    {"name": "work", "mountPath": WORK_DIR},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "inputs", "configMap": {"name": names.inputs(build)}},
+            {"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
+        ],
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference("ImageBuild", build, build_uid)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "parallelism": 1,
+            "completions": 1,
+            "activeDeadlineSeconds": int(timeout.total_seconds()),
+            "ttlSecondsAfterFinished": int(config.job_ttl.total_seconds()),
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }

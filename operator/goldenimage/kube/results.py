@@ -1,0 +1,80 @@
+"""What a finished (or stuck) Job says: its state, and the runner's result from the Pod's
+termination message (pure: reads Job and Pod objects as dicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from ..runner.result import Result, ResultError, decode
+from . import labels
+
+# Pod waiting reasons that no amount of waiting fixes: the spec refers to something missing.
+STUCK_REASONS = frozenset({"CreateContainerConfigError", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    name: str
+    target: str
+    attempt: int
+    state: Literal["Active", "Succeeded", "Failed"]
+    result: Result | None = None
+    # Why there is no usable result, or why the Job failed without one.
+    problem: str = ""
+    # A Pod that cannot start (e.g. a Secret it needs is missing): the attempt will never run.
+    stuck: str = ""
+    finished_at: datetime | None = None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
+    meta = job["metadata"]
+    job_labels = meta.get("labels", {})
+    conditions = {c["type"]: c for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+    state: Literal["Active", "Succeeded", "Failed"] = "Active"
+    finished = None
+    problem = ""
+    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+        state = "Succeeded"
+        finished = _time((conditions.get("Complete") or conditions["SuccessCriteriaMet"]).get("lastTransitionTime"))
+    elif "Failed" in conditions or "FailureTarget" in conditions:
+        state = "Failed"
+        failed = conditions.get("Failed") or conditions["FailureTarget"]
+        finished = _time(failed.get("lastTransitionTime"))
+        if failed.get("reason") == "DeadlineExceeded":
+            deadline = job.get("spec", {}).get("activeDeadlineSeconds")
+            problem = f"the Job ran past its deadline ({deadline}s) and was stopped"
+        else:
+            problem = failed.get("message") or failed.get("reason") or "the Job failed"
+
+    result: Result | None = None
+    stuck = ""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            waiting = status.get("state", {}).get("waiting")
+            if waiting and waiting.get("reason") in STUCK_REASONS:
+                stuck = f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+            terminated = status.get("state", {}).get("terminated")
+            if terminated:
+                try:
+                    result = decode(terminated.get("message"))
+                except ResultError as exc:
+                    if state != "Active":
+                        exit_code = terminated.get("exitCode")
+                        problem = f"{problem + '; ' if problem else ''}exit code {exit_code}: {exc}"
+    return JobOutcome(
+        name=meta["name"],
+        target=job_labels.get(labels.TARGET, ""),
+        attempt=int(job_labels.get(labels.ATTEMPT, "0") or 0),
+        state=state,
+        result=result,
+        problem=problem,
+        stuck=stuck if state == "Active" else "",
+        finished_at=finished,
+    )

@@ -1,0 +1,100 @@
+"""AWS for tests and the demo: moto in server mode on 127.0.0.1, seeded with the source images
+the examples select (RHEL 9 AMIs owned by Red Hat's account)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import processes
+from .controlplane import free_port
+
+RED_HAT = "309956199498"
+
+
+def _ami(ami_id: str, name: str, created: str) -> dict[str, object]:
+    return {
+        "ami_id": ami_id,
+        "state": "available",
+        "public": True,
+        "owner_id": RED_HAT,
+        "image_location": "amazon/getting-started",
+        "sriov": "simple",
+        "root_device_type": "ebs",
+        "root_device_name": "/dev/sda1",
+        "description": "Provided by Red Hat, Inc.",
+        "image_type": "machine",
+        "platform": None,
+        "architecture": "x86_64",
+        "name": name,
+        "virtualization_type": "hvm",
+        "hypervisor": "xen",
+        "creation_date": created,
+    }
+
+
+# Two generations of RHEL 9, so that "most recent" has a choice to make.
+SEED_AMIS = [
+    _ami("ami-0f0e0d0c0b0a09081", "RHEL-9.4.0_HVM-20240605-x86_64-82-Hourly2-GP3", "2024-06-05T10:00:00.000Z"),
+    _ami("ami-0a1b2c3d4e5f60718", "RHEL-9.5.0_HVM-20250313-x86_64-40-Hourly2-GP3", "2025-03-13T10:00:00.000Z"),
+]
+NEWEST_RHEL9 = "ami-0a1b2c3d4e5f60718"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class Moto:
+    directory: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    amis: list[dict[str, object]] = field(default_factory=lambda: list(SEED_AMIS))
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, directory: Path | None = None) -> Moto:
+        moto = cls(Path(directory or tempfile.mkdtemp(prefix="goldenimage-moto-")))
+        moto.directory.mkdir(parents=True, exist_ok=True)
+        amis = moto.directory / "amis.json"
+        amis.write_text(json.dumps(moto.amis))
+        moto.port = free_port()
+        moto.process = processes.spawn(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto.port)],
+            log=moto.directory / "moto.log",
+            env={**_base_env(), "MOTO_AMIS_PATH": str(amis), **CREDENTIALS},
+        )
+        try:
+            processes.wait_until(moto._up, timeout=60, what="moto to listen")
+        except BaseException:
+            moto.stop()
+            raise
+        return moto
+
+    def _up(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"moto exited: {(self.directory / 'moto.log').read_text()[-2000:]}")
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop(self.process)
+            self.process = None
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

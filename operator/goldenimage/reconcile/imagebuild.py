@@ -1,0 +1,261 @@
+"""Planning one ImageBuild: inputs, one Job per target and attempt, retries with backoff,
+artifacts recorded as results arrive, and the Built and Ready conditions (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..api.conditions import Condition, set_condition
+from ..api.goldenimage import Target
+from ..api.imagebuild import Artifact, ImageBuildStatus, TargetStatus
+from ..api.resources import ImageBuild
+from ..kube import names
+from ..kube.results import JobOutcome
+from ..packer import inputs as packer_inputs
+from ..packer.bundle import BundleTooLargeError, bundle
+from ..packer.render import BuildContext, Settings
+from . import backoff
+from .actions import Action, CreateInputs, CreateJob, DeleteJob, Emit
+
+
+@dataclass(frozen=True)
+class BuildObservation:
+    now: datetime
+    inputs_exist: bool
+    # The ConfigMap keys the recipe reads ("name/key" -> text), gathered only while the inputs
+    # ConfigMap does not exist yet; a key that is gone is absent.
+    input_contents: Mapping[str, str] | None = None
+    # Secrets (or Secret keys) the build needs that do not exist, as "name" or "name/key".
+    missing_secrets: Sequence[str] = ()
+    jobs: Mapping[str, JobOutcome] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_cap: timedelta = timedelta(minutes=30)
+    render: Settings = field(default_factory=Settings)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    status: ImageBuildStatus
+    actions: tuple[Action, ...]
+    requeue_after: timedelta | None
+
+
+def context(build: ImageBuild) -> BuildContext:
+    meta = build.metadata
+    return BuildContext(
+        namespace=meta.namespace or "",
+        image=build.spec.image,
+        build=meta.name,
+        version=build.spec.version,
+        build_id=names.build_id(meta.name, meta.uid or ""),
+    )
+
+
+def artifact_regions(target: Target, artifacts: Sequence[tuple[str, str]]) -> list[Artifact]:
+    """Fill in the region where the cloud's id carries none."""
+    default = "global" if target.gcp is not None else target.location
+    return [Artifact(region=region or default, id=ident) for region, ident in artifacts]
+
+
+def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """(reason, message) when the inputs cannot be copied as the build recorded them."""
+    recorded = build.spec.inputs
+    contents = contents or {}
+    for ref, digest in sorted(recorded.items()):
+        if ref not in contents:
+            return "MissingInput", f"ConfigMap key {ref} is gone; the build cannot start without it"
+        if packer_inputs.digest(contents[ref]) != digest:
+            return (
+                "InputsChanged",
+                f"ConfigMap key {ref} changed after version {build.spec.version} was created; "
+                "the GoldenImage builds a new version from the new content",
+            )
+    return None
+
+
+class _Planner:
+    def __init__(self, build: ImageBuild, observed: BuildObservation, settings: BuildSettings) -> None:
+        self.build = build
+        self.observed = observed
+        self.settings = settings
+        self.now = observed.now
+        self.status = build.status or ImageBuildStatus()
+        self.actions: list[Action] = []
+        self.requeue: list[timedelta] = []
+        self.blocked: tuple[str, str] | None = None
+
+    def plan(self) -> BuildPlan:
+        self._inputs()
+        if self.blocked is None and self.observed.missing_secrets:
+            names_ = ", ".join(self.observed.missing_secrets)
+            self.blocked = ("MissingSecret", f"waiting for Secret {names_}: the build's Jobs need it")
+        previous = {t.name: t for t in self.status.targets}
+        targets = [self._target(t, previous.get(t.name)) for t in self.build.spec.recipe.targets]
+        conditions = self._conditions(targets)
+        status = self.status.model_copy(
+            update={
+                "targets": targets,
+                "conditions": conditions,
+                "observed_generation": self.build.metadata.generation,
+            }
+        )
+        return BuildPlan(status, tuple(self.actions), min(self.requeue) if self.requeue else None)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def _inputs(self) -> None:
+        if self.observed.inputs_exist:
+            return
+        problem = _inputs_problem(self.build, self.observed.input_contents)
+        if problem is not None:
+            self.blocked = problem
+            return
+        try:
+            data = bundle(
+                self.build.spec.recipe,
+                context(self.build),
+                sources=self.build.spec.sources,
+                contents=self.observed.input_contents or {},
+                settings=self.settings.render,
+            )
+        except (BundleTooLargeError, packer_inputs.MissingInputError) as exc:
+            self.blocked = ("InvalidInputs", str(exc))
+            return
+        self.actions.append(CreateInputs(data))
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def _target(self, target: Target, current: TargetStatus | None) -> TargetStatus:
+        status = current or TargetStatus(name=target.name, cloud=target.cloud, phase="Pending", attempt=1)
+        if status.phase in ("Succeeded", "Failed"):
+            return status
+        job = names.build_job(self.build.metadata.name, target.name, status.attempt)
+        outcome = self.observed.jobs.get(job)
+        if outcome is None:
+            if status.phase == "Building":
+                return self._failed(target, status, "Retryable", "the Job disappeared before it reported a result")
+            if status.next_attempt_at is not None and self.now < status.next_attempt_at:
+                self.requeue.append(status.next_attempt_at - self.now)
+                return status
+            if self.blocked is not None:
+                return status
+            self.actions.append(CreateJob(target.name, status.attempt))
+            self.actions.append(
+                Emit("Normal", "BuildStarted", f"target {target.name}: attempt {status.attempt} started as Job {job}")
+            )
+            return status.model_copy(
+                update={"phase": "Building", "job_name": job, "started_at": self.now, "next_attempt_at": None}
+            )
+        status = status.model_copy(update={"phase": "Building", "job_name": job})
+        if status.started_at is None:
+            status = status.model_copy(update={"started_at": self.now})
+        result = outcome.result
+        if result is not None and result.ok and outcome.state != "Active":
+            return self._succeeded(target, status, outcome)
+        if outcome.state == "Active":
+            if outcome.stuck:
+                self.actions.append(DeleteJob(outcome.name))
+                return self._failed(target, status, "Permanent", f"the build Pod cannot start: {outcome.stuck}")
+            return status
+        if outcome.state == "Succeeded":
+            return self._failed(
+                target, status, "Retryable", f"the Job succeeded but {outcome.problem or 'left no result'}"
+            )
+        error_class = result.error_class if result is not None and result.error_class else "Retryable"
+        message = (result.message if result is not None and result.message else outcome.problem) or "the Job failed"
+        return self._failed(target, status, error_class, message, outcome.finished_at)
+
+    def _succeeded(self, target: Target, status: TargetStatus, outcome: JobOutcome) -> TargetStatus:
+        assert outcome.result is not None
+        artifacts = artifact_regions(target, [(a.region, a.id) for a in outcome.result.artifacts])
+        where = ", ".join(f"{a.region}: {a.id}" for a in artifacts)
+        self.actions.append(Emit("Normal", "TargetBuilt", f"target {target.name} built {where}"))
+        return status.model_copy(
+            update={
+                "phase": "Succeeded",
+                "artifacts": artifacts,
+                "finished_at": outcome.finished_at or self.now,
+                "packer_version": outcome.result.packer_version or None,
+                "error_class": None,
+                "message": f"built in {outcome.result.duration_seconds:.0f}s",
+            }
+        )
+
+    def _failed(
+        self,
+        target: Target,
+        status: TargetStatus,
+        error_class: str,
+        message: str,
+        finished_at: datetime | None = None,
+    ) -> TargetStatus:
+        finished = finished_at or self.now
+        recipe = self.build.spec.recipe
+        max_attempts = recipe.build.max_attempts if recipe.build else 3
+        attempt = status.attempt
+        if error_class == "Permanent" or attempt >= max_attempts:
+            why = "" if error_class == "Permanent" else f" (attempt {attempt} of {max_attempts})"
+            self.actions.append(Emit("Warning", "TargetFailed", f"target {target.name} failed{why}: {message}"))
+            return status.model_copy(
+                update={
+                    "phase": "Failed",
+                    "finished_at": finished,
+                    "error_class": "Permanent" if error_class == "Permanent" else "Retryable",
+                    "message": message,
+                    "next_attempt_at": None,
+                }
+            )
+        wait = backoff.delay(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
+        retry_at = finished + wait
+        self.requeue.append(max(timedelta(0), retry_at - self.now))
+        self.actions.append(
+            Emit(
+                "Warning",
+                "RetryScheduled",
+                f"target {target.name}: attempt {attempt} failed ({message}); attempt {attempt + 1} in {wait}",
+            )
+        )
+        return status.model_copy(
+            update={
+                "phase": "Pending",
+                "attempt": attempt + 1,
+                "job_name": None,
+                "next_attempt_at": retry_at,
+                "error_class": "Retryable",
+                "message": f"attempt {attempt} failed: {message}",
+            }
+        )
+
+    # -- conditions ------------------------------------------------------------------------
+
+    def _conditions(self, targets: Sequence[TargetStatus]) -> list[Condition]:
+        generation = self.build.metadata.generation
+        phases = [t.phase for t in targets]
+        if all(p == "Succeeded" for p in phases):
+            count = sum(len(t.artifacts) for t in targets)
+            built = ("True", "Built", f"{count} artifacts in {len(targets)} targets")
+        elif self.blocked is not None and not any(p == "Building" for p in phases):
+            built = ("False", *self.blocked)
+        elif any(p == "Failed" for p in phases) and not any(p in ("Pending", "Building") for p in phases):
+            failed = [t for t in targets if t.phase == "Failed"]
+            built = ("False", "BuildFailed", "; ".join(f"{t.name}: {t.message}" for t in failed))
+        else:
+            done = phases.count("Succeeded")
+            retrying = [t for t in targets if t.phase == "Pending" and t.attempt > 1]
+            detail = f"; {retrying[0].name} retries as attempt {retrying[0].attempt}" if retrying else ""
+            built = ("False", "Building", f"{done} of {len(targets)} targets built{detail}")
+        conditions = list(self.status.conditions)
+        status, reason, message = built
+        conditions = set_condition(conditions, "Built", status, reason, message, self.now, generation)  # type: ignore[arg-type]
+        conditions = set_condition(conditions, "Ready", status, reason, message, self.now, generation)  # type: ignore[arg-type]
+        return conditions
+
+
+def plan(build: ImageBuild, observed: BuildObservation, settings: BuildSettings) -> BuildPlan:
+    return _Planner(build, observed, settings).plan()
