@@ -278,7 +278,8 @@ def _build(recipe: GoldenImageSpec, target: Target, settings: Settings) -> Block
             {
                 "inline": secret_scan([s.name for s in recipe.secret_variables]),
                 "environment_vars": [
-                    f"GOLDENIMAGE_SECRET_{i}=${{var.{s.name}}}" for i, s in enumerate(recipe.secret_variables)
+                    _Template(f"GOLDENIMAGE_SECRET_{i}=${{var.{s.name}}}")
+                    for i, s in enumerate(recipe.secret_variables)
                 ],
                 "execute_command": "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'",
             },

@@ -3,7 +3,9 @@ so that Packer can clean up what it created."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -90,17 +92,32 @@ class Build:
 
     def run(self) -> BuildOutput:
         out = BuildOutput(returncode=-1, cancelled=False)
+        # Its own process group, so that what Packer leaves behind can be stopped with it.
         self.process = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
         )
         if self.cancelled.is_set():  # terminated before Packer started
             self.process.send_signal(signal.SIGTERM)
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            self._line(raw.rstrip("\n"), out)
+        reader = threading.Thread(target=self._read, args=(out,), daemon=True)
+        reader.start()
         out.returncode = self.process.wait()
+        # A provisioner's child may outlive Packer and hold the output pipe open: stop it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        reader.join(timeout=10)
         out.cancelled = self.cancelled.is_set()
         return out
+
+    def _read(self, out: BuildOutput) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._line(raw.rstrip("\n"), out)
 
     def _line(self, raw: str, out: BuildOutput) -> None:
         parts = raw.split(",")

@@ -39,7 +39,7 @@ class Result(_Wire):
     run_uuid: str = Field("", max_length=64)
     duration_seconds: float = 0.0
     error_class: Literal["Permanent", "Retryable"] | None = None
-    message: str = Field("", max_length=MAX_BYTES)
+    message: str = ""  # shortened by encode() to fit the limit
 
 
 class ResultError(ValueError):

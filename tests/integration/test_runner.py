@@ -1,0 +1,144 @@
+"""The runner with a real Packer (null builder, no cloud): results, exit codes, secrets kept out
+of its output, and SIGTERM forwarded so Packer stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from goldenimage.runner.result import decode
+from support import components, polling
+
+pytestmark = pytest.mark.integration
+
+RUNNER = [sys.executable, "-m", "goldenimage.runner.main"]
+SECRET = "s3cret-token-value"
+
+
+def template(provisioner: str) -> str:
+    return f"""
+variable "build_id" {{
+  type = string
+}}
+variable "manifest_path" {{
+  type = string
+}}
+variable "token" {{
+  type      = string
+  sensitive = true
+  default   = ""
+}}
+source "null" "x" {{
+  communicator = "none"
+}}
+build {{
+  sources = ["source.null.x"]
+  provisioner "shell-local" {{
+    inline = [{provisioner}]
+  }}
+  post-processor "manifest" {{
+    output = var.manifest_path
+  }}
+}}
+"""
+
+
+def run(
+    tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, object]]:
+    packer = components.packer()
+    (tmp_path / "inputs").mkdir(exist_ok=True)
+    (tmp_path / "inputs" / "main.pkr.hcl").write_text(text)
+    result = subprocess.run(
+        [
+            *RUNNER,
+            "build",
+            f"--template={tmp_path}/inputs/main.pkr.hcl",
+            f"--inputs={tmp_path}/inputs",
+            f"--work-dir={tmp_path}/work",
+            f"--result={tmp_path}/result",
+            "--user-template",
+            "--var=build_id=b-1",
+            f"--packer={packer}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    return result.returncode, result.stdout + result.stderr, json.loads((tmp_path / "result").read_text())
+
+
+def test_success_reports_the_manifest_artifacts(tmp_path: Path) -> None:
+    code, output, result = run(tmp_path, template('"echo building"'))
+    assert code == 0, output
+    assert result["ok"] is True and result["artifacts"] == [{"region": "", "id": "Null"}]
+    assert result["runUuid"] and result["packerVersion"]
+    assert "building" in output
+    assert decode(json.dumps(result)).ok
+
+
+def test_invalid_template_is_permanent_with_packers_message(tmp_path: Path) -> None:
+    invalid = template('"echo never"').replace('communicator = "none"', 'communicator = "none"\n  bogus_key = 1')
+    code, _, result = run(tmp_path, invalid)
+    assert code == 3
+    assert result["errorClass"] == "Permanent"
+    assert 'An argument named "bogus_key" is not expected here' in str(result["message"])
+
+
+def test_failed_build_is_retryable_with_the_error(tmp_path: Path) -> None:
+    code, _, result = run(tmp_path, template('"echo disk full >&2", "exit 7"'))
+    assert code == 4
+    assert result["errorClass"] == "Retryable"
+    assert "exit status 7" in str(result["message"]) or "non-zero exit status" in str(result["message"])
+
+
+def test_secrets_never_reach_output_or_result(tmp_path: Path) -> None:
+    text = template('"echo token=${var.token}", "echo token=$TOKEN", "echo $TOKEN | base64", "exit 1"')
+    text = text.replace("inline = [", f'environment_vars = ["TOKEN={SECRET}"]\n    inline = [')
+    code, output, result = run(tmp_path, text, "--sensitive-env=PKR_VAR_token", env={"PKR_VAR_token": SECRET})
+    assert code == 4
+    assert SECRET not in output and SECRET not in json.dumps(result)
+    assert "czNjcmV0LXRva2VuLXZhbHVl" not in output  # base64 of the secret
+    assert "<sensitive>" in output
+
+
+def test_sigterm_is_forwarded_and_packer_stops(tmp_path: Path) -> None:
+    packer = components.packer()
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "main.pkr.hcl").write_text(template('"echo started", "sleep 120"'))
+    log = (tmp_path / "log").open("w")
+    process = subprocess.Popen(
+        [
+            *RUNNER,
+            "build",
+            f"--template={tmp_path}/inputs/main.pkr.hcl",
+            f"--inputs={tmp_path}/inputs",
+            f"--work-dir={tmp_path}/work",
+            f"--result={tmp_path}/result",
+            "--user-template",
+            "--var=build_id=b-1",
+            f"--packer={packer}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        polling.until(lambda: "started" in (tmp_path / "log").read_text(), timeout=60, what="the build to start")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    result = json.loads((tmp_path / "result").read_text())
+    assert result["errorClass"] == "Retryable" and "SIGTERM" in result["message"]
+    assert "asking Packer to clean up" in (tmp_path / "log").read_text()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from goldenimage.packer.fingerprint import fingerprint
+from support import recipes
+
+BASE = """
+targets: [{name: aws-eu, aws: {region: eu-west-1, source: {amiId: ami-0123456789abcdef0}}}]
+provisioners: [{shell: {inline: [date]}}]
+tags: {Role: web}
+"""
+
+
+def fp(
+    text: str = BASE,
+    *,
+    sources: dict[str, str] | None = None,
+    inputs: dict[str, str] | None = None,
+    runner: str = "r:1",
+) -> str:
+    return fingerprint(recipes.spec(text), sources=sources or {}, inputs=inputs or {}, runner=runner)
+
+
+def test_stable_and_well_formed() -> None:
+    assert fp() == fp()
+    assert fp().startswith("sha256:") and len(fp()) == 71
+
+
+def test_fields_that_do_not_shape_the_image_leave_it_alone() -> None:
+    changed = (
+        BASE
+        + """
+credentials: {aws: {serviceAccountName: other}}
+validation: {checks: [{tcp: {port: 22}}]}
+rebuild: {schedule: "0 3 * * 0"}
+retention: {keepVersions: 3, deletionPolicy: Delete}
+build: {timeout: 3h, maxAttempts: 5}
+"""
+    )
+    assert fp(changed) == fp()
+
+
+def test_writing_a_default_explicitly_is_not_a_change() -> None:
+    assert fp(BASE + "generalize: true\n") == fp()
+    explicit = BASE.replace("region: eu-west-1,", "region: eu-west-1, instanceType: t3.medium,")
+    assert fp(explicit) == fp()
+
+
+def test_everything_that_shapes_the_image_changes_it() -> None:
+    base = fp()
+    assert fp(BASE.replace("Role: web", "Role: api")) != base
+    assert fp(BASE.replace("[date]", "[uptime]")) != base
+    assert fp(BASE + "generalize: false\n") != base
+    assert fp(sources={"aws-eu": "ami-0123456789abcdef1"}) != base
+    assert fp(inputs={"web-baseline/baseline.yml": "sha256:" + "0" * 64}) != base
+    assert fp(runner="r:2") != base

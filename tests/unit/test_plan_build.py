@@ -1,0 +1,281 @@
+"""ImageBuild planner tables: inputs, Jobs per target, results, retries with backoff, permanent
+errors, stuck Pods, blocked builds and the conditions that summarize them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from goldenimage.api.conditions import find
+from goldenimage.api.imagebuild import Artifact as Recorded
+from goldenimage.api.imagebuild import ImageBuildStatus, TargetStatus
+from goldenimage.api.resources import ImageBuild
+from goldenimage.kube.results import JobOutcome
+from goldenimage.packer.inputs import digest
+from goldenimage.reconcile.actions import CreateInputs, CreateJob, DeleteJob, Emit
+from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
+from goldenimage.runner.result import Artifact, Result
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+SETTINGS = BuildSettings(retry_base=timedelta(seconds=30), retry_cap=timedelta(minutes=5))
+PLAYBOOK = "- hosts: all\n"
+
+
+def build(
+    targets: int = 1,
+    *,
+    status: ImageBuildStatus | None = None,
+    max_attempts: int = 3,
+    extra: dict[str, Any] | None = None,
+) -> ImageBuild:
+    recipe: dict[str, Any] = {
+        "targets": [
+            {
+                "name": "aws-eu",
+                "aws": {
+                    "region": "eu-west-1",
+                    "copyToRegions": ["us-east-1"],
+                    "source": {"amiId": "ami-0123456789abcdef0"},
+                },
+            },
+            {
+                "name": "gcp-eu",
+                "gcp": {"project": "platform-images", "zone": "europe-west1-b", "source": {"family": "rhel-9"}},
+            },
+        ][:targets],
+        "provisioners": [{"ansible": {"playbook": {"configMapRef": {"name": "web-baseline", "key": "baseline.yml"}}}}],
+        "build": {"maxAttempts": max_attempts},
+        **(extra or {}),
+    }
+    return ImageBuild.model_validate(
+        {
+            "metadata": {"name": "web-base-7", "namespace": "platform", "uid": "1a2b3c4d-0000", "generation": 1},
+            "spec": {
+                "image": "web-base",
+                "version": 7,
+                "fingerprint": "sha256:" + "a" * 64,
+                "reason": "Initial",
+                "recipe": recipe,
+                "inputs": {"web-baseline/baseline.yml": digest(PLAYBOOK)},
+            },
+            "status": (status or ImageBuildStatus()).model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+    )
+
+
+def observe(**kwargs: Any) -> BuildObservation:
+    return BuildObservation(now=kwargs.pop("now", NOW), inputs_exist=kwargs.pop("inputs_exist", True), **kwargs)
+
+
+def building(attempt: int = 1, name: str = "aws-eu", cloud: str = "aws") -> TargetStatus:
+    return TargetStatus(
+        name=name,
+        cloud=cloud,
+        phase="Building",
+        attempt=attempt,
+        job_name=f"web-base-7-{name}-{attempt}",
+        started_at=NOW,
+    )
+
+
+def job(
+    state: str, attempt: int = 1, target: str = "aws-eu", result: Result | None = None, **kw: Any
+) -> dict[str, JobOutcome]:
+    name = f"web-base-7-{target}-{attempt}"
+    return {name: JobOutcome(name=name, target=target, attempt=attempt, state=state, result=result, **kw)}  # type: ignore[arg-type]
+
+
+def ok(*pairs: tuple[str, str]) -> Result:
+    return Result(ok=True, artifacts=[Artifact(region=r, id=i) for r, i in pairs], packer_version="1.6.6")
+
+
+def failed(message: str, error_class: str = "Retryable") -> Result:
+    return Result(ok=False, error_class=error_class, message=message)  # type: ignore[arg-type]
+
+
+def condition(status: ImageBuildStatus, type_: str = "Ready") -> tuple[str, str]:
+    found = find(status.conditions, type_)
+    assert found is not None
+    return found.status, found.reason
+
+
+def kinds(actions: tuple[object, ...]) -> list[object]:
+    return [a for a in actions if not isinstance(a, Emit)]
+
+
+def test_new_build_creates_its_inputs_and_one_job_per_target_at_once() -> None:
+    result = plan(
+        build(2), observe(inputs_exist=False, input_contents={"web-baseline/baseline.yml": PLAYBOOK}), SETTINGS
+    )
+    (inputs, first, second) = kinds(result.actions)
+    assert isinstance(inputs, CreateInputs)
+    assert set(inputs.data) == {"p0-playbook.yml", "aws-eu.pkr.hcl", "gcp-eu.pkr.hcl"}
+    assert inputs.data["p0-playbook.yml"] == PLAYBOOK
+    assert (first, second) == (CreateJob("aws-eu", 1), CreateJob("gcp-eu", 1))
+    assert [t.phase for t in result.status.targets] == ["Building", "Building"]
+    assert condition(result.status) == ("False", "Building")
+    assert condition(result.status, "Built") == ("False", "Building")
+
+
+def test_inputs_changed_since_the_version_was_created_block_the_build() -> None:
+    result = plan(
+        build(), observe(inputs_exist=False, input_contents={"web-baseline/baseline.yml": "changed"}), SETTINGS
+    )
+    assert kinds(result.actions) == []
+    assert condition(result.status) == ("False", "InputsChanged")
+
+
+def test_missing_input_blocks_the_build() -> None:
+    result = plan(build(), observe(inputs_exist=False, input_contents={}), SETTINGS)
+    assert kinds(result.actions) == []
+    assert condition(result.status) == ("False", "MissingInput")
+
+
+def test_missing_secret_blocks_new_jobs_but_says_which() -> None:
+    result = plan(build(), observe(missing_secrets=["rhsm/token"]), SETTINGS)
+    assert kinds(result.actions) == []
+    ready = find(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "MissingSecret" and "rhsm/token" in ready.message
+
+
+def test_running_job_is_adopted() -> None:
+    result = plan(build(), observe(jobs=job("Active")), SETTINGS)
+    assert kinds(result.actions) == []
+    assert result.status.targets[0].phase == "Building"
+    assert result.status.targets[0].job_name == "web-base-7-aws-eu-1"
+
+
+def test_success_records_every_artifact_by_region() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Succeeded", result=ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2")), finished_at=NOW)
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    (target,) = result.status.targets
+    assert target.phase == "Succeeded"
+    assert [(a.region, a.id) for a in target.artifacts] == [("eu-west-1", "ami-1"), ("us-east-1", "ami-2")]
+    assert target.packer_version == "1.6.6"
+    assert condition(result.status) == ("True", "Built")
+    assert any(isinstance(a, Emit) and a.reason == "TargetBuilt" for a in result.actions)
+
+
+def test_artifacts_without_a_region_take_the_targets() -> None:
+    status = ImageBuildStatus(targets=[building(), building(name="gcp-eu", cloud="gcp")])
+    outcomes = {
+        **job("Succeeded", result=ok(("eu-west-1", "ami-1"))),
+        **job("Succeeded", target="gcp-eu", result=ok(("", "web-base-7-1a2b3c4d-a1"))),
+    }
+    result = plan(build(2, status=status), observe(jobs=outcomes), SETTINGS)
+    assert result.status.targets[1].artifacts[0].region == "global"
+
+
+def test_retryable_failure_retries_as_a_new_attempt_after_backoff() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Failed", result=failed("Error querying AMI: InvalidAMIID.NotFound"), finished_at=NOW)
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    (target,) = result.status.targets
+    assert (target.phase, target.attempt, target.next_attempt_at) == ("Pending", 2, NOW + timedelta(seconds=30))
+    assert "InvalidAMIID.NotFound" in target.message
+    assert kinds(result.actions) == []
+    assert result.requeue_after == timedelta(seconds=30)
+    assert condition(result.status) == ("False", "Building")
+
+
+def test_the_next_attempt_waits_for_its_time_then_starts() -> None:
+    pending = TargetStatus(
+        name="aws-eu", cloud="aws", phase="Pending", attempt=2, next_attempt_at=NOW + timedelta(seconds=10)
+    )
+    early = plan(build(status=ImageBuildStatus(targets=[pending])), observe(), SETTINGS)
+    assert kinds(early.actions) == [] and early.requeue_after == timedelta(seconds=10)
+    due = plan(build(status=ImageBuildStatus(targets=[pending])), observe(now=NOW + timedelta(seconds=10)), SETTINGS)
+    assert kinds(due.actions) == [CreateJob("aws-eu", 2)]
+    assert due.status.targets[0].job_name == "web-base-7-aws-eu-2"
+
+
+@pytest.mark.parametrize(("attempt", "wait"), [(1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (9, 300)])
+def test_backoff_is_exponential_and_capped(attempt: int, wait: int) -> None:
+    status = ImageBuildStatus(targets=[building(attempt)])
+    result = plan(
+        build(status=status, max_attempts=10),
+        observe(jobs=job("Failed", attempt, result=failed("x"), finished_at=NOW)),
+        SETTINGS,
+    )
+    assert result.status.targets[0].next_attempt_at == NOW + timedelta(seconds=wait)
+
+
+def test_last_attempt_fails_the_target() -> None:
+    status = ImageBuildStatus(targets=[building(3)])
+    result = plan(
+        build(status=status), observe(jobs=job("Failed", 3, result=failed("boom"), finished_at=NOW)), SETTINGS
+    )
+    (target,) = result.status.targets
+    assert (target.phase, target.error_class) == ("Failed", "Retryable")
+    assert condition(result.status) == ("False", "BuildFailed")
+    ready = find(result.status.conditions, "Ready")
+    assert ready is not None and "aws-eu: boom" in ready.message
+
+
+def test_permanent_error_fails_at_once() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Failed", result=failed("invalid template: Unsupported block type", "Permanent"), finished_at=NOW)
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    (target,) = result.status.targets
+    assert (target.phase, target.attempt, target.error_class) == ("Failed", 1, "Permanent")
+    assert "Unsupported block type" in target.message
+    assert kinds(result.actions) == []
+
+
+def test_failure_without_a_result_is_retried_with_the_jobs_reason() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Failed", problem="the Job ran past its deadline (7200s) and was stopped", finished_at=NOW)
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    assert result.status.targets[0].attempt == 2
+    assert "deadline" in result.status.targets[0].message
+
+
+def test_success_without_a_result_is_not_taken_for_success() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    result = plan(build(status=status), observe(jobs=job("Succeeded", problem="the Job left no result")), SETTINGS)
+    assert result.status.targets[0].phase == "Pending"
+
+
+def test_a_vanished_job_counts_as_a_failed_attempt() -> None:
+    result = plan(build(status=ImageBuildStatus(targets=[building()])), observe(), SETTINGS)
+    assert result.status.targets[0].attempt == 2
+    assert "disappeared" in result.status.targets[0].message
+
+
+def test_a_pod_that_cannot_start_fails_permanently_and_its_job_goes() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Active", stuck='CreateContainerConfigError: secret "rhsm" not found')
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    assert kinds(result.actions) == [DeleteJob("web-base-7-aws-eu-1")]
+    assert result.status.targets[0].phase == "Failed"
+    assert "secret" in result.status.targets[0].message
+
+
+def test_recorded_artifacts_survive_another_targets_failure() -> None:
+    done = TargetStatus(
+        name="aws-eu", cloud="aws", phase="Succeeded", artifacts=[Recorded(region="eu-west-1", id="ami-1")]
+    )
+    status = ImageBuildStatus(targets=[done, building(3, "gcp-eu", "gcp")])
+    result = plan(
+        build(2, status=status), observe(jobs=job("Failed", 3, "gcp-eu", failed("quota"), finished_at=NOW)), SETTINGS
+    )
+    assert result.status.targets[0].artifacts == done.artifacts
+    assert condition(result.status) == ("False", "BuildFailed")
+
+
+def test_a_finished_build_plans_nothing_and_keeps_its_conditions_time() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    first = plan(build(status=status), observe(jobs=job("Succeeded", result=ok(("eu-west-1", "ami-1")))), SETTINGS)
+    later = plan(build(status=first.status), observe(now=NOW + timedelta(hours=1)), SETTINGS)
+    assert kinds(later.actions) == [] and later.status == first.status
+
+
+def test_succeeded_result_from_a_failed_job_is_still_recorded() -> None:
+    """Artifacts exist once the runner says so: never drop them, whatever the Job ended as."""
+    status = ImageBuildStatus(targets=[building()])
+    outcome = job("Failed", result=ok(("eu-west-1", "ami-1")), problem="DeadlineExceeded")
+    result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
+    assert result.status.targets[0].phase == "Succeeded"

@@ -1,0 +1,202 @@
+"""GoldenImage planner tables: when a new version is created and why, and when not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from goldenimage.api.conditions import Condition, find
+from goldenimage.api.goldenimage import GoldenImageStatus
+from goldenimage.api.resources import GoldenImage
+from goldenimage.packer.fingerprint import fingerprint, image_recipe
+from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild
+from goldenimage.reconcile.goldenimage import BuildSummary, ImageObservation, plan
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+RUNNER = "ghcr.io/goldenimage/packer-runner:0.1.0"
+SPEC = """
+targets: [{name: aws-eu, aws: {region: eu-west-1, source: {amiFilter: {name: "RHEL-9*", owners: ["309956199498"]}}}}]
+provisioners: [{ansible: {playbook: {configMapRef: {name: web-baseline, key: baseline.yml}}}}]
+"""
+INPUTS = {"web-baseline/baseline.yml": "sha256:" + "1" * 64}
+SOURCES = {"aws-eu": "ami-0a1b2c3d4e5f60718"}
+
+
+def image(
+    spec: str = SPEC, *, annotations: dict[str, str] | None = None, status: GoldenImageStatus | None = None
+) -> GoldenImage:
+    return GoldenImage.model_validate(
+        {
+            "metadata": {
+                "name": "web-base",
+                "namespace": "platform",
+                "uid": "u-1",
+                "generation": 3,
+                "annotations": annotations or {},
+            },
+            "spec": yaml.safe_load(spec),
+            "status": (status or GoldenImageStatus()).model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+    )
+
+
+def summary(
+    version: int,
+    spec: str = SPEC,
+    *,
+    sources: dict[str, str] = SOURCES,
+    inputs: dict[str, str] = INPUTS,
+    runner: str = RUNNER,
+    created: datetime = NOW - timedelta(days=1),
+    **kw: Any,
+) -> BuildSummary:
+    recipe = image(spec).spec
+    return BuildSummary(
+        name=f"web-base-{version}",
+        version=version,
+        fingerprint=fingerprint(recipe, sources=sources, inputs=inputs, runner=runner),
+        created=created,
+        recipe=image_recipe(recipe),
+        sources=sources,
+        inputs=inputs,
+        **kw,
+    )
+
+
+def observe(*builds: BuildSummary, **kw: Any) -> ImageObservation:
+    return ImageObservation(
+        now=kw.pop("now", NOW),
+        runner=kw.pop("runner", RUNNER),
+        builds=builds,
+        sources=kw.pop("sources", SOURCES),
+        inputs=kw.pop("inputs", INPUTS),
+        **kw,
+    )
+
+
+def created(result: Any) -> CreateBuild | None:
+    return next((a for a in result.actions if isinstance(a, CreateBuild)), None)
+
+
+def ready(result: Any) -> Condition:
+    found = find(result.status.conditions, "Ready")
+    assert found is not None
+    return found
+
+
+def test_first_version() -> None:
+    result = plan(image(), observe())
+    build = created(result)
+    assert build is not None and build.name == "web-base-1"
+    assert (build.spec.version, build.spec.reason) == (1, "Initial")
+    assert build.spec.sources == SOURCES and build.spec.inputs == INPUTS
+    assert build.annotations == {"goldenimage.io/deletion-policy": "Retain"}
+    assert result.status.latest_version == 1 and result.status.latest_build == "web-base-1"
+    assert (ready(result).status, ready(result).reason) == ("False", "Building")
+    assert result.status.observed_generation == 3
+
+
+def test_the_same_spec_again_creates_nothing() -> None:
+    result = plan(image(), observe(summary(1)))
+    assert created(result) is None
+    assert result.status.latest_version == 1
+
+
+def test_a_changed_spec_creates_the_next_version() -> None:
+    changed = SPEC + "tags: {Role: web}\n"
+    build = created(plan(image(changed), observe(summary(1), summary(2))))
+    assert build is not None and (build.spec.version, build.spec.reason) == (3, "SpecChanged")
+
+
+def test_fields_that_do_not_shape_the_image_create_nothing() -> None:
+    assert (
+        created(plan(image(SPEC + "retention: {keepVersions: 3}\nbuild: {maxAttempts: 5}\n"), observe(summary(1))))
+        is None
+    )
+
+
+def test_a_changed_playbook_is_a_spec_change() -> None:
+    build = created(plan(image(), observe(summary(1), inputs={"web-baseline/baseline.yml": "sha256:" + "2" * 64})))
+    assert build is not None and build.spec.reason == "SpecChanged"
+
+
+def test_a_new_source_image_rebuilds() -> None:
+    build = created(plan(image(), observe(summary(1), sources={"aws-eu": "ami-0ffffffffffffffff"})))
+    assert build is not None and build.spec.reason == "SourceChanged"
+    assert build.spec.sources == {"aws-eu": "ami-0ffffffffffffffff"}
+
+
+def test_without_on_source_change_the_built_source_is_kept() -> None:
+    spec = SPEC + "rebuild: {onSourceChange: false}\n"
+    result = plan(image(spec), observe(summary(1, spec), sources={"aws-eu": "ami-0ffffffffffffffff"}))
+    assert created(result) is None
+    assert result.status.sources == SOURCES
+
+
+def test_a_new_runner_rebuilds() -> None:
+    build = created(plan(image(), observe(summary(1), runner="ghcr.io/goldenimage/packer-runner:0.2.0")))
+    assert build is not None and build.spec.reason == "RunnerChanged"
+
+
+def test_rebuild_token_creates_one_version_per_new_token() -> None:
+    result = plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe(summary(1)))
+    build = created(result)
+    assert build is not None and build.spec.reason == "RebuildRequested"
+    assert build.annotations["goldenimage.io/rebuild-token"] == "t1"
+    handled = summary(2, annotations={"goldenimage.io/rebuild-token": "t1"})
+    assert created(plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe(summary(1), handled))) is None
+    again = created(plan(image(annotations={"goldenimage.io/rebuild": "t2"}), observe(summary(1), handled)))
+    assert again is not None and again.spec.version == 3
+
+
+def test_versions_never_repeat_even_after_builds_are_deleted() -> None:
+    status = GoldenImageStatus(latest_version=9)
+    build = created(plan(image(SPEC + "tags: {a: b}\n", status=status), observe(summary(4))))
+    assert build is not None and build.spec.version == 10
+
+
+def test_missing_config_map_blocks_and_says_which() -> None:
+    result = plan(image(), observe(missing_inputs=["web-baseline/baseline.yml"]))
+    assert created(result) is None
+    assert (ready(result).reason, "web-baseline/baseline.yml" in ready(result).message) == ("MissingConfigMap", True)
+
+
+def test_unknown_source_blocks() -> None:
+    result = plan(image(), observe(sources={}, source_errors={"aws-eu": "no AMI matches"}))
+    assert created(result) is None
+    assert ready(result).reason == "SourceNotFound" and "aws-eu: no AMI matches" in ready(result).message
+
+
+def test_ready_follows_the_latest_build() -> None:
+    built = Condition(type="Ready", status="True", reason="Built", message="2 artifacts", last_transition_time=NOW)
+    result = plan(image(), observe(summary(1, ready=built)))
+    assert (ready(result).status, ready(result).reason) == ("True", "Built")
+    assert "version 1" in ready(result).message
+
+
+def test_schedule_and_max_age() -> None:
+    spec = SPEC + 'rebuild: {schedule: "0 3 * * 0", maxAge: 30d}\n'
+    # Latest built Friday 2026-11-20: the next Sunday 03:00 is 2026-11-22.
+    latest = summary(1, spec, created=datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    waiting = plan(image(spec), observe(latest))
+    assert created(waiting) is None
+    assert waiting.status.next_rebuild_at == datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+    assert waiting.requeue_after == datetime(2026, 11, 22, 3, 0, tzinfo=UTC) - NOW
+    due = created(plan(image(spec), observe(latest, now=datetime(2026, 11, 22, 3, 0, tzinfo=UTC))))
+    assert due is not None and due.spec.reason == "Scheduled"
+    aged = SPEC + "rebuild: {maxAge: 7d}\n"
+    old = summary(1, aged, created=NOW - timedelta(days=8))
+    build = created(plan(image(aged), observe(old)))
+    assert build is not None and build.spec.reason == "MaxAge"
+
+
+def test_deletion_policy_is_kept_in_step_on_every_build() -> None:
+    spec = SPEC + "retention: {deletionPolicy: Delete}\n"
+    stale = summary(1, annotations={"goldenimage.io/deletion-policy": "Retain"})
+    current = summary(2, annotations={"goldenimage.io/deletion-policy": "Delete"})
+    actions = plan(image(spec), observe(stale, current)).actions
+    assert [a for a in actions if isinstance(a, AnnotateBuild)] == [
+        AnnotateBuild("web-base-1", {"goldenimage.io/deletion-policy": "Delete"})
+    ]

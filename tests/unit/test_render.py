@@ -1,0 +1,137 @@
+"""Packer templates rendered from the examples: snapshots, and the properties every template has."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from goldenimage.api.goldenimage import GoldenImageSpec
+from goldenimage.packer import hcl
+from goldenimage.packer.render import BuildContext, Settings, render_target
+from support import recipes, snapshots
+
+CTX = BuildContext(
+    namespace="platform", image="web-base", build="web-base-7", version=7, build_id="web-base-7-1a2b3c4d"
+)
+TARGETS = [(image, target) for image in recipes.example_images() for target in image.spec.targets]
+
+
+def _render(spec: GoldenImageSpec, target_name: str, **kwargs: object) -> str:
+    target = next(t for t in spec.targets if t.name == target_name)
+    return render_target(spec, target, CTX, source=kwargs.pop("source", None), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("image", "target"), TARGETS, ids=lambda x: getattr(x, "name", None) or x.metadata.name)
+def test_snapshot(image, target) -> None:  # type: ignore[no-untyped-def]
+    source = "ami-0a1b2c3d4e5f60718" if target.aws else None
+    text = render_target(image.spec, target, CTX, source=source)
+    snapshots.check(f"{image.metadata.name}-{target.name}.pkr.hcl", text)
+
+
+@pytest.mark.parametrize(("image", "target"), TARGETS, ids=lambda x: getattr(x, "name", None) or x.metadata.name)
+def test_every_resource_carries_the_build_tags_and_names_carry_the_build_id(image, target) -> None:  # type: ignore[no-untyped-def]
+    text = render_target(image.spec, target, CTX, source=None)
+    tag_key = {
+        "aws": '"goldenimage.io/build-id"',
+        "azure": '"goldenimage.io_build-id"',
+        "gcp": "goldenimage-io_build-id",
+    }
+    assert re.search(rf"{re.escape(tag_key[target.cloud])}\s*=\s*\"web-base-7-1a2b3c4d\"", text)
+    attributes = {
+        "aws": ["tags", "snapshot_tags", "run_tags", "run_volume_tags"],
+        "gcp": ["image_labels", "labels"],
+        "azure": ["azure_tags"],
+    }[target.cloud]
+    for attribute in attributes:
+        assert re.search(rf"\n  {attribute}\s+= local.resource_tags\n", text), attribute
+    name_attribute = {"aws": "ami_name", "gcp": "image_name", "azure": "managed_image_name"}[target.cloud]
+    assert re.search(rf'{name_attribute}\s+= "web-base-7-1a2b3c4d-a\$\{{var.attempt\}}"', text)
+    assert 'post-processor "manifest"' in text
+
+
+def test_provisioners_run_in_order_and_generalize_comes_last() -> None:
+    spec = recipes.example("web-multicloud").spec
+    text = _render(spec, "aws-eu")
+    order = [m.group(1) for m in re.finditer(r'provisioner "(\w+)"', text)]
+    # shell, ansible, file (upload then install), generalize
+    assert order == ["shell", "ansible", "file", "shell", "shell"]
+    assert text.rindex("truncate -s 0 /etc/machine-id") > text.rindex("sudo install -D -m 0644")
+    assert "/etc/ssh/ssh_host_*" in text and "authorized_keys" in text and "_history" in text
+
+
+def test_user_text_is_never_interpolated() -> None:
+    spec = recipes.spec(
+        """
+        targets: [{name: aws-eu, aws: {region: eu-west-1, source: {amiId: ami-0123456789abcdef0}}}]
+        provisioners: [{shell: {inline: ['echo ${HOME} %{ if true }x%{ endif }'], env: {GREETING: "${var.attempt}"}}}]
+        tags: {Note: "${aws:region}"}
+        """
+    )
+    text = _render(spec, "aws-eu")
+    assert '"echo $${HOME} %%{ if true }x%%{ endif }"' in text
+    assert '"GREETING=$${var.attempt}"' in text
+    assert '"$${aws:region}"' in text
+
+
+def test_without_a_communicator_provisioners_are_rendered_but_skipped() -> None:
+    spec = recipes.example("web-base").spec
+    text = _render(spec, "aws-eu", settings=Settings(communicator="none"))
+    assert 'communicator            = "none"' in text
+    provisioners = text.count('provisioner "')
+    assert provisioners == 4
+    assert len(re.findall(r'except\s+= \["amazon-ebs.aws-eu"\]', text)) == provisioners
+    assert "ssh_username" not in text
+
+
+def test_secret_variables_are_sensitive_and_guarded_by_a_scan() -> None:
+    spec = recipes.spec(
+        """
+        targets: [{name: aws-eu, aws: {region: eu-west-1, source: {amiId: ami-0123456789abcdef0}}}]
+        secretVariables: [{name: rhsm_token, secretKeyRef: {name: rhsm, key: token}}]
+        provisioners: [{shell: {inline: [subscription-manager register], secretEnv: {RHSM_TOKEN: rhsm_token}}}]
+        """
+    )
+    text = _render(spec, "aws-eu")
+    assert re.search(r'variable "rhsm_token" \{\n  type\s+= string\n  sensitive = true\n\}', text)
+    assert '"RHSM_TOKEN=${var.rhsm_token}"' in text
+    assert "GOLDENIMAGE_SECRET_0=${var.rhsm_token}" in text
+    assert "refusing to capture an image that contains a secret" in text
+
+
+def test_resolved_source_wins_over_the_filter() -> None:
+    spec = recipes.example("web-base").spec
+    assert 'source_ami              = "ami-0a1b2c3d4e5f60718"' in _render(
+        spec, "aws-eu", source="ami-0a1b2c3d4e5f60718"
+    )
+    unresolved = _render(spec, "aws-eu")
+    assert "source_ami_filter" in unresolved and "most_recent = true" in unresolved
+
+
+def test_sharing_and_encryption() -> None:
+    spec = recipes.spec(
+        """
+        targets:
+          - name: aws-eu
+            aws:
+              region: eu-west-1
+              source: {amiId: ami-0123456789abcdef0}
+              shareWith:
+                accounts: ["111122223333"]
+                organizationArns: ["arn:aws:organizations::111122223333:organization/o-abc123", "arn:aws:organizations::111122223333:ou/o-abc123/ou-ab12-cdef3456"]
+              encryption: {encrypted: true, kmsKeyId: alias/images}
+        """
+    )
+    text = _render(spec, "aws-eu")
+    assert 'ami_users               = ["111122223333"]' in text
+    assert "ami_org_arns" in text and ":organization/o-abc123" in text
+    assert "ami_ou_arns" in text and ":ou/o-abc123/ou-ab12-cdef3456" in text
+    assert "encrypt_boot            = true" in text and '"alias/images"' in text
+
+
+def test_hcl_strings_escape_quotes_backslashes_and_newlines() -> None:
+    assert hcl.string('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+    assert (
+        hcl.value({"goldenimage.io/x": 1, "plain": True})
+        == '{\n  "goldenimage.io/x" = 1\n  plain              = true\n}'
+    )
