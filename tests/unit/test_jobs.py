@@ -37,7 +37,8 @@ def test_never_retried_by_kubernetes_and_bounded_in_time() -> None:
     assert spec["activeDeadlineSeconds"] == 7200  # the default build timeout, 2h
     assert spec["ttlSecondsAfterFinished"] == 86400
     timed = make(
-        "{targets: [{name: a, aws: {region: eu-west-1, source: {amiId: ami-0123456789abcdef0}}}], build: {timeout: 45m}}"
+        "{targets: [{name: a, aws: {region: eu-west-1, source: {amiId: ami-0123456789abcdef0}}}],"
+        " build: {timeout: 45m}}"
     )
     assert timed["spec"]["activeDeadlineSeconds"] == 2700
 

@@ -118,7 +118,9 @@ def test_sharing_and_encryption() -> None:
               source: {amiId: ami-0123456789abcdef0}
               shareWith:
                 accounts: ["111122223333"]
-                organizationArns: ["arn:aws:organizations::111122223333:organization/o-abc123", "arn:aws:organizations::111122223333:ou/o-abc123/ou-ab12-cdef3456"]
+                organizationArns:
+                  - arn:aws:organizations::111122223333:organization/o-abc123
+                  - arn:aws:organizations::111122223333:ou/o-abc123/ou-ab12-cdef3456
               encryption: {encrypted: true, kmsKeyId: alias/images}
         """
     )
