@@ -8,17 +8,15 @@ GOLDENIMAGE_TEST_KUBECONFIG.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 
 import pytest
 
 from goldenimage.local.binaries import MissingBinariesError, find
-from support import components, polling, procs
+from support import components, procs
 from support.cluster import Cluster, start_local, use_existing
-
-_started: list[int] = []
+from support.namespaces import make_namespace
 
 
 @pytest.fixture(scope="session")
@@ -31,27 +29,18 @@ def cluster() -> Iterator[Cluster]:
         binaries = find(build=False)
     except MissingBinariesError as exc:
         components.missing("the control plane binaries", str(exc))
-    started = start_local(binaries)
-    _started.extend(started.pids)
+    local = start_local(binaries)
+    procs.started(local.pids)
     try:
-        yield started
+        yield local
     finally:
-        started.stop()
+        local.stop()
 
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (without waiting)."""
-    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]
-    name = f"t-{request.node.name[:40].lower()}"
-    name = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:50] + f"-{digest}"
-    cluster.kubectl("create", "namespace", name)
-    # Pods are refused until the service-account controller creates `default`.
-    polling.until(
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-        timeout=30,
-        what=f"the default service account in {name}",
-    )
+    name = make_namespace(cluster, request, "t")
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -65,7 +54,7 @@ def executor(cluster: Cluster) -> Cluster:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No process a fixture started may outlive the run."""
-    alive = [pid for pid in _started if procs.alive(pid)]
+    alive = [pid for pid in procs.STARTED if procs.alive(pid)]
     if alive:
         session.exitstatus = 1
         print(f"\nprocesses started by the test fixtures are still running: {alive}")

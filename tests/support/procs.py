@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Processes the fixtures started: the run fails if any outlives it.
+STARTED: list[int] = []
+
+
+def started(pids: list[int]) -> None:
+    STARTED.extend(pids)
+
 
 def _state(pid: int | str) -> str | None:
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -44,6 +45,9 @@ def _operator(args: argparse.Namespace) -> int:
         print(f"goldenimage operator: {exc}", file=sys.stderr)
         return 2
     kopf.configure(verbose=args.verbose)
+    # SDK wire logs would drown the operator's own; they stay at warnings.
+    for noisy in ("botocore", "boto3", "urllib3", "azure", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     kopf.run(
         standalone=not args.peering,
         peering_name=args.peering,

@@ -33,6 +33,10 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
+def _terminated(pod: Mapping[str, Any]) -> bool:
+    return any("terminated" in s.get("state", {}) for s in pod.get("status", {}).get("containerStatuses", []))
+
+
 def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
     meta = job["metadata"]
     job_labels = meta.get("labels", {})
@@ -68,6 +72,8 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
                     if state != "Active":
                         exit_code = terminated.get("exitCode")
                         problem = f"{problem + '; ' if problem else ''}exit code {exit_code}: {exc}"
+    if state == "Failed" and result is None and not any(_terminated(p) for p in pods):
+        problem = f"{problem}: the build Pod is gone (deleted or evicted) and left no result"
     return JobOutcome(
         name=meta["name"],
         target=job_labels.get(labels.TARGET, ""),

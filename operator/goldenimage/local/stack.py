@@ -1,0 +1,140 @@
+"""Everything the operator needs, running locally: the cluster (control plane, CRDs, pod
+executor), AWS in moto, and the operator itself as a process configured for them. Used by the
+end-to-end tests and the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import processes
+from .aws import CREDENTIALS, Moto
+from .binaries import Binaries
+from .cluster import LocalCluster
+from .controlplane import free_port
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Stack:
+    cluster: LocalCluster
+    moto: Moto
+    operator: subprocess.Popen[bytes] | None = None
+    health_port: int = 0
+    owns_cluster: bool = True
+    namespaces: tuple[str, ...] = ()
+
+    @classmethod
+    def start(
+        cls,
+        binaries: Binaries | None = None,
+        *,
+        directory: Path | None = None,
+        build: bool = False,
+        operator_env: dict[str, str] | None = None,
+    ) -> Stack:
+        cluster = LocalCluster.start(binaries, directory=directory, build=build)
+        try:
+            return cls.attach(cluster, operator_env=operator_env, owns_cluster=True)
+        except BaseException:
+            cluster.stop()
+            raise
+
+    @classmethod
+    def attach(
+        cls,
+        cluster: LocalCluster,
+        *,
+        namespaces: tuple[str, ...] = (),
+        operator_env: dict[str, str] | None = None,
+        owns_cluster: bool = False,
+    ) -> Stack:
+        """moto and the operator around a running cluster; the operator watches `namespaces`
+        (glob patterns) or all of them."""
+        stack = cls(cluster, Moto(cluster.plane.directory / "moto"), owns_cluster=owns_cluster, namespaces=namespaces)
+        try:
+            stack.moto = Moto.start(cluster.plane.directory / "moto")
+            stack.start_operator(operator_env or {})
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster.kubeconfig
+
+    @property
+    def operator_log(self) -> Path:
+        return self.cluster.plane.logs("operator")
+
+    def operator_environment(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GOLDENIMAGE_"))}
+        return {
+            **env,
+            **CREDENTIALS,  # the operator's own identity in moto
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "GOLDENIMAGE_AWS_ENDPOINT_URL": self.moto.endpoint,
+            # moto's instances never boot: build without connecting to them.
+            "GOLDENIMAGE_PACKER_COMMUNICATOR": "none",
+            "GOLDENIMAGE_RUNNER_COMMAND": str(BIN / "goldenimage-runner"),
+            "GOLDENIMAGE_RUNNER_IMAGE": "local/goldenimage-runner",
+            "GOLDENIMAGE_RUNNER_ENV": json.dumps({k: v for k, v in CREDENTIALS.items()}),
+            "GOLDENIMAGE_RETRY_BASE_SECONDS": "1",
+            "GOLDENIMAGE_RESYNC_SECONDS": "5",
+            **extra,
+        }
+
+    def start_operator(self, extra: dict[str, str]) -> None:
+        self.health_port = free_port()
+        self.operator = processes.spawn(
+            [
+                str(BIN / "goldenimage"),
+                "operator",
+                "--verbose",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                *(f"--namespace={n}" for n in self.namespaces),
+            ],
+            log=self.operator_log,
+            env=self.operator_environment(extra),
+        )
+        processes.wait_until(self._operator_ready, timeout=60, interval=0.2, what="the operator to start")
+
+    def _operator_ready(self) -> bool:
+        if self.operator is not None and self.operator.poll() is not None:
+            tail = self.operator_log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the operator exited with {self.operator.returncode}:\n{tail}")
+        with (
+            contextlib.suppress(urllib.error.URLError, OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            processes.stop(self.operator, grace=20)
+            self.operator = None
+
+    @property
+    def pids(self) -> list[int]:
+        pids = list(self.cluster.pids)
+        for process in (self.moto.process, self.operator):
+            if process is not None:
+                pids.append(process.pid)
+        return pids
+
+    def stop(self) -> None:
+        self.stop_operator()
+        self.moto.stop()
+        if self.owns_cluster:
+            self.cluster.stop()

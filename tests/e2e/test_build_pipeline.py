@@ -1,0 +1,301 @@
+"""The build pipeline end to end: the operator as a process, real Packer in Jobs run by the local
+pod executor, AWS in moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goldenimage.kube import names
+from goldenimage.local.stack import Stack
+from goldenimage.packer import tags
+from support import examples, polling
+from support.cluster import Cluster
+
+pytestmark = pytest.mark.e2e
+
+EC2 = Callable[[str], Any]
+
+
+def ready(cluster: Cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    """The object once its Ready condition has settled (True, or False for good)."""
+    found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    if found.returncode != 0:
+        return None
+    obj: dict[str, Any] = json.loads(found.stdout)
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready" and (condition["status"] == "True" or condition["reason"] not in ("Building",)):
+            return obj
+    return None
+
+
+def wait_built(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    build = polling.until(lambda: ready(cluster, ns, "imagebuild", name), timeout=timeout, what=f"ImageBuild {name}")
+    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Ready"]
+    assert condition["status"] == "True", f"{name} did not build: {condition}"
+    return build
+
+
+def wait_failed(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
+    build = polling.until(lambda: ready(cluster, ns, "imagebuild", name), timeout=timeout, what=f"ImageBuild {name}")
+    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Ready"]
+    assert (condition["status"], condition["reason"]) == ("False", "BuildFailed"), condition
+    return build
+
+
+def build_id(build: dict[str, Any]) -> str:
+    return names.build_id(build["metadata"]["name"], build["metadata"]["uid"])
+
+
+def image(name: str, *, target: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "goldenimage.io/v1alpha1",
+        "kind": "GoldenImage",
+        "metadata": {"name": name},
+        "spec": {"targets": [{"name": "aws", "aws": target}], **spec},
+    }
+
+
+def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
+    stack: Stack, cluster: Cluster, ns: str, ec2: EC2, tmp_path: Path
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "packer-aws", "-n", ns)
+    for path in ("web-baseline-playbook.yaml", "aws-web-base.yaml"):
+        cluster.kubectl("apply", "-n", ns, "-f", str(examples.DIRECTORY / path))
+    build = wait_built(cluster, ns, "web-base-1")
+    assert build["spec"]["reason"] == "Initial"
+    assert build["spec"]["sources"] == {"aws-eu": "ami-0a1b2c3d4e5f60718"}  # the newest RHEL 9 in moto
+
+    (target,) = build["status"]["targets"]
+    artifacts = {a["region"]: a["id"] for a in target["artifacts"]}
+    assert set(artifacts) == {"eu-west-1", "us-east-1"}
+    for region, ami in artifacts.items():
+        (found,) = ec2(region).describe_images(ImageIds=[ami])["Images"]
+        found_tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+        assert found_tags[tags.BUILD_ID] == build_id(build)
+        assert found_tags["Role"] == "web"
+        assert build_id(build) in found["Name"]
+
+    # The artifacts are the ones Packer's manifest recorded for this run.
+    job = cluster.get("job", target["jobName"], "-n", ns)
+    (pod,) = cluster.get("pods", "-n", ns, "-l", f"job-name={job['metadata']['name']}")["items"]
+    assert cluster.local is not None
+    work = cluster.local.plane.directory / "x" / "p" / pod["metadata"]["uid"].replace("-", "")[:12] / "v" / "work"
+    manifest = json.loads((work / "manifest.json").read_text())
+    (entry,) = [b for b in manifest["builds"] if b["packer_run_uuid"] == manifest["last_run_uuid"]]
+    assert entry["artifact_id"] == f"eu-west-1:{artifacts['eu-west-1']},us-east-1:{artifacts['us-east-1']}"
+
+    image_status = polling.until(
+        lambda: (ready(cluster, ns, "goldenimage", "web-base") or {}).get("status"), what="GoldenImage status"
+    )
+    assert image_status["latestVersion"] == 1 and image_status["latestBuild"] == "web-base-1"
+
+    # Editing the spec yields version 2; applying the edited manifest again yields nothing new.
+    documents = examples.documents(examples.DIRECTORY / "aws-web-base.yaml")
+    documents[0]["spec"]["tags"]["Release"] = "2"
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump_all(documents))
+    cluster.kubectl("apply", "-n", ns, "-f", str(edited))
+    second = wait_built(cluster, ns, "web-base-2")
+    assert second["spec"]["reason"] == "SpecChanged" and second["spec"]["version"] == 2
+    assert cluster.kubectl("apply", "-n", ns, "-f", str(edited)).stdout.count("unchanged") == 2
+
+    # A field that does not shape the image: the operator handles the new generation, builds nothing.
+    cluster.kubectl(
+        "patch",
+        "goldenimage",
+        "web-base",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"retention": {"keepVersions": 9}}}',
+    )
+    generation = cluster.get("goldenimage", "web-base", "-n", ns)["metadata"]["generation"]
+    polling.until(
+        lambda: cluster.get("goldenimage", "web-base", "-n", ns)["status"].get("observedGeneration") == generation,
+        what="the operator to handle the new generation",
+    )
+    assert [b["metadata"]["name"] for b in cluster.get("imagebuilds", "-n", ns)["items"]] == [
+        "web-base-1",
+        "web-base-2",
+    ]
+
+
+def test_a_packer_failure_is_retried_then_reported(stack: Stack, cluster: Cluster, ns: str) -> None:
+    missing = image(
+        "missing-ami",
+        target={"region": "eu-west-1", "source": {"amiId": "ami-00000000"}},
+        build={"maxAttempts": 2},
+    )
+    cluster.apply(missing, ns)
+    build = wait_failed(cluster, ns, "missing-ami-1")
+    (target,) = build["status"]["targets"]
+    assert (target["attempt"], target["errorClass"], target["phase"]) == (2, "Retryable", "Failed")
+    assert "InvalidAMIID.NotFound" in target["message"]
+    jobs = sorted(j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"])
+    assert jobs == ["missing-ami-1-aws-1", "missing-ami-1-aws-2"]
+    reasons = [
+        e["reason"] for e in cluster.get("events", "-n", ns)["items"] if e["involvedObject"]["kind"] == "ImageBuild"
+    ]
+    assert "RetryScheduled" in reasons and "TargetFailed" in reasons
+
+
+def test_an_invalid_template_fails_once_permanently_with_packers_message(
+    stack: Stack, cluster: Cluster, ns: str
+) -> None:
+    template = 'source "null" "x" {\n  communicator = "none"\n  bogus_key    = 1\n}\n'
+    template += 'build {\n  sources = ["source.null.x"]\n}\n'
+    cluster.kubectl("create", "configmap", "broken", "-n", ns, f"--from-literal=main.pkr.hcl={template}")
+    broken = image(
+        "broken",
+        target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+        template={"configMapRef": {"name": "broken", "key": "main.pkr.hcl"}},
+    )
+    cluster.apply(broken, ns)
+    build = wait_failed(cluster, ns, "broken-1")
+    (target,) = build["status"]["targets"]
+    assert (target["attempt"], target["errorClass"]) == (1, "Permanent")
+    assert 'An argument named "bogus_key" is not expected here' in target["message"]
+    assert [j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"]] == ["broken-1-aws-1"]
+
+
+# A user template that launches a builder and then waits forever: without a communicator the
+# shell provisioner never connects, which holds the build mid-way with its resources created.
+HANGING = """
+variable "build_id" {
+  type = string
+}
+variable "attempt" {
+  type = string
+}
+variable "region" {
+  type = string
+}
+variable "aws_endpoint" {
+  type = string
+}
+source "amazon-ebs" "hang" {
+  region                  = var.region
+  source_ami              = "ami-0a1b2c3d4e5f60718"
+  instance_type           = "t3.micro"
+  ami_name                = "${var.build_id}-a${var.attempt}"
+  communicator            = "none"
+  custom_endpoint_ec2     = var.aws_endpoint
+  temporary_key_pair_name = "packer-${var.build_id}-a${var.attempt}"
+  run_tags                = { "goldenimage.io/build-id" = var.build_id }
+}
+build {
+  sources = ["source.amazon-ebs.hang"]
+  provisioner "shell" {
+    inline = ["sleep 600"]
+  }
+}
+"""
+
+
+def _running_instances(ec2: EC2, identity: str) -> list[str]:
+    reservations = ec2("eu-west-1").describe_instances(
+        Filters=[{"Name": f"tag:{tags.BUILD_ID}", "Values": [identity]}]
+    )["Reservations"]
+    return [
+        i["InstanceId"]
+        for r in reservations
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+
+
+def _start_hanging_build(cluster: Cluster, ns: str, ec2: EC2, name: str) -> tuple[dict[str, Any], set[str]]:
+    groups_before = {g["GroupId"] for g in ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
+    cluster.kubectl("create", "configmap", "hang", "-n", ns, f"--from-literal=main.pkr.hcl={HANGING}")
+    cluster.apply(
+        image(
+            name,
+            target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+            template={"configMapRef": {"name": "hang", "key": "main.pkr.hcl"}},
+            build={"maxAttempts": 1},
+        ),
+        ns,
+    )
+    build = polling.until(lambda: ready_or_none(cluster, ns, f"{name}-1"), what="the ImageBuild")
+    polling.until(lambda: _running_instances(ec2, build_id(build)), timeout=90, what="Packer's builder instance")
+    return build, groups_before
+
+
+def ready_or_none(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
+    found = cluster.kubectl("get", "imagebuild", name, "-n", ns, "-o", "json", check=False)
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def _assert_nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> None:
+    assert _running_instances(ec2, identity) == []
+    pairs = [k["KeyName"] for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"]]
+    assert not [p for p in pairs if identity in p], pairs
+    groups = {g["GroupId"] for g in ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
+    assert groups <= groups_before, f"security groups left behind: {groups - groups_before}"
+
+
+def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
+    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+) -> None:
+    build, groups_before = _start_hanging_build(cluster, ns, ec2, "hang")
+    identity = build_id(build)
+    assert [p for p in (k["KeyName"] for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"]) if identity in p]
+    (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=hang-1")["items"]
+    cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", ns, "--wait=false")
+    failed = wait_failed(cluster, ns, "hang-1")
+    # The Pod went with its termination message; the Job says what happened.
+    assert "the build Pod is gone" in failed["status"]["targets"][0]["message"]
+    _assert_nothing_left(ec2, identity, groups_before)
+
+
+def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
+    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+) -> None:
+    build, groups_before = _start_hanging_build(cluster, ns, ec2, "doomed")
+    identity = build_id(build)
+    cluster.kubectl("delete", "goldenimage", "doomed", "-n", ns, "--wait=false")
+    polling.until(
+        lambda: ready_or_none(cluster, ns, "doomed-1") is None, timeout=120, what="the ImageBuild to be deleted"
+    )
+    assert cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=doomed-1")["items"] == []
+    _assert_nothing_left(ec2, identity, groups_before)
+
+
+@pytest.mark.parametrize("policy", ["Delete", "Retain"])
+def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, ec2: EC2, policy: str) -> None:
+    cluster.apply(
+        image(
+            "policy",
+            target={
+                "region": "eu-west-1",
+                "copyToRegions": ["eu-central-1"],
+                "source": {"amiId": "ami-0a1b2c3d4e5f60718"},
+            },
+            retention={"deletionPolicy": policy},
+        ),
+        ns,
+    )
+    build = wait_built(cluster, ns, "policy-1")
+    artifacts = [(a["region"], a["id"]) for a in build["status"]["targets"][0]["artifacts"]]
+    snapshots = {
+        (region, m["Ebs"]["SnapshotId"])
+        for region, ami in artifacts
+        for m in ec2(region).describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"]
+        if "Ebs" in m
+    }
+    assert len(artifacts) == 2 and snapshots
+    cluster.kubectl("delete", "goldenimage", "policy", "-n", ns)
+    polling.until(lambda: ready_or_none(cluster, ns, "policy-1") is None, timeout=120, what="the build's deletion")
+    for region, ami in artifacts:
+        left = ec2(region).describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"]
+        assert bool(left) == (policy == "Retain"), (region, ami)
+    for region, snapshot in snapshots:
+        left = ec2(region).describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot]}])["Snapshots"]
+        assert bool(left) == (policy == "Retain"), (region, snapshot)
