@@ -46,3 +46,15 @@ def test_packer_accepts_the_template(image, target, communicator, tmp_path: Path
     assert fmt.returncode == 0, subprocess.run(
         [packer, "fmt", "-diff", str(path)], capture_output=True, text=True
     ).stdout
+
+
+def test_the_runner_image_pins_the_packer_the_tests_use() -> None:
+    import re
+
+    from goldenimage import paths
+
+    dockerfile = (paths.REPO_ROOT / "packer-runner" / "Dockerfile").read_text()
+    pinned = re.search(r"ARG PACKER_VERSION=(\d+\.\d+\.\d+)", dockerfile)
+    assert pinned is not None
+    out = subprocess.run([components.packer(), "version"], capture_output=True, text=True).stdout
+    assert f"Packer v{pinned.group(1)}" in out, out

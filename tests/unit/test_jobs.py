@@ -115,3 +115,11 @@ def test_long_names_fit_in_a_label() -> None:
     assert name != names.build_job("a" * 40 + "-123456", "t" * 32, 11)
     assert names.build_job("web-base-7", "aws-eu", 2) == "web-base-7-aws-eu-2"
     assert names.build_id("web-base-7", "1a2b3c4d-aaaa-bbbb-cccc-dddddddddddd") == "web-base-7-1a2b3c4d"
+
+
+def test_the_runner_image_runs_as_the_jobs_user() -> None:
+    from goldenimage import paths
+
+    dockerfile = (paths.REPO_ROOT / "packer-runner" / "Dockerfile").read_text()
+    assert f"USER {jobs.RUNNER_UID}:{jobs.RUNNER_UID}" in dockerfile
+    assert "HOME=/work/home" in dockerfile and jobs.WORK_DIR == "/work"
