@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -37,6 +38,9 @@ class Config:
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(minutes=30)
     resync: timedelta = timedelta(seconds=60)
+    # Networks validation checks may connect to; an instance address outside them fails the
+    # validation instead of being probed. Empty: any.
+    validation_networks: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -67,6 +71,14 @@ class Config:
                 raise ConfigError("GOLDENIMAGE_RUNNER_ENV must be a JSON object of strings")
             runner_env = parsed
         command = tuple(env.get("GOLDENIMAGE_RUNNER_COMMAND", "goldenimage-runner").split())
+        networks = tuple(n.strip() for n in env.get("GOLDENIMAGE_VALIDATION_NETWORKS", "").split(",") if n.strip())
+        for network in networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ConfigError(
+                    f"GOLDENIMAGE_VALIDATION_NETWORKS: {network!r} is not a network such as 10.0.0.0/8"
+                ) from None
         return cls(
             runner_image=env.get("GOLDENIMAGE_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
             runner_command=command or ("goldenimage-runner",),
@@ -78,4 +90,5 @@ class Config:
             retry_base=seconds("GOLDENIMAGE_RETRY_BASE_SECONDS", cls.retry_base),
             retry_cap=seconds("GOLDENIMAGE_RETRY_CAP_SECONDS", cls.retry_cap),
             resync=seconds("GOLDENIMAGE_RESYNC_SECONDS", cls.resync),
+            validation_networks=networks,
         )

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from goldenimage.local.aws import CREDENTIALS
+from goldenimage.local.instances import InstanceAgent, Services, prepare_validation
 from goldenimage.local.stack import Stack
 from support import components, procs
 from support.cluster import Cluster
@@ -30,6 +31,19 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+# Validation in moto: subnets on 127.0.0.0/8 tagged like the examples select them, and an agent
+# that makes instances there serve what the checks probe.
+VALIDATION_CIDRS = {"eu-west-1": "127.0.5.0/24", "us-east-1": "127.0.6.0/24", "eu-central-1": "127.0.7.0/24"}
+SERVICES = Services(tcp=(22, 2222), http={80: {"/health": "ok\n"}, 8080: {"/health": "ok\n"}})
+
+
+@pytest.fixture(scope="session")
+def instances(stack: Stack) -> Iterator[InstanceAgent]:
+    prepare_validation(stack.moto.endpoint, VALIDATION_CIDRS, {"Purpose": "image-validation"}, "image-validation-ssm")
+    with InstanceAgent(stack.moto.endpoint, list(VALIDATION_CIDRS), SERVICES) as agent:
+        yield agent
 
 
 @pytest.fixture

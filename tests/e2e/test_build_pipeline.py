@@ -22,28 +22,29 @@ pytestmark = pytest.mark.e2e
 EC2 = Callable[[str], Any]
 
 
-def ready(cluster: Cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
-    """The object once its Ready condition has settled (True, or False for good)."""
+def settled(cluster: Cluster, ns: str, kind: str, name: str, condition: str = "Ready") -> dict[str, Any] | None:
+    """The object once `condition` has settled: True, or False for a reason other than work in
+    progress."""
     found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
     if found.returncode != 0:
         return None
     obj: dict[str, Any] = json.loads(found.stdout)
-    for condition in obj.get("status", {}).get("conditions", []):
-        if condition["type"] == "Ready" and (condition["status"] == "True" or condition["reason"] not in ("Building",)):
+    for c in obj.get("status", {}).get("conditions", []):
+        if c["type"] == condition and (c["status"] == "True" or c["reason"] not in ("Building", "Validating")):
             return obj
     return None
 
 
 def wait_built(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: ready(cluster, ns, "imagebuild", name), timeout=timeout, what=f"ImageBuild {name}")
-    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Ready"]
+    build = polling.until(lambda: settled(cluster, ns, "imagebuild", name, "Built"), timeout=timeout, what=name)
+    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Built"]
     assert condition["status"] == "True", f"{name} did not build: {condition}"
     return build
 
 
 def wait_failed(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: ready(cluster, ns, "imagebuild", name), timeout=timeout, what=f"ImageBuild {name}")
-    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Ready"]
+    build = polling.until(lambda: settled(cluster, ns, "imagebuild", name, "Built"), timeout=timeout, what=name)
+    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Built"]
     assert (condition["status"], condition["reason"]) == ("False", "BuildFailed"), condition
     return build
 
@@ -90,9 +91,11 @@ def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
     (entry,) = [b for b in manifest["builds"] if b["packer_run_uuid"] == manifest["last_run_uuid"]]
     assert entry["artifact_id"] == f"eu-west-1:{artifacts['eu-west-1']},us-east-1:{artifacts['us-east-1']}"
 
-    image_status = polling.until(
-        lambda: (ready(cluster, ns, "goldenimage", "web-base") or {}).get("status"), what="GoldenImage status"
+    polling.until(
+        lambda: cluster.get("goldenimage", "web-base", "-n", ns).get("status", {}).get("latestBuild"),
+        what="the GoldenImage's status",
     )
+    image_status = cluster.get("goldenimage", "web-base", "-n", ns)["status"]
     assert image_status["latestVersion"] == 1 and image_status["latestBuild"] == "web-base-1"
 
     # Editing the spec yields version 2; applying the edited manifest again yields nothing new.

@@ -14,9 +14,16 @@ from goldenimage.api.imagebuild import ImageBuildStatus, TargetStatus
 from goldenimage.api.resources import ImageBuild
 from goldenimage.kube.results import JobOutcome
 from goldenimage.packer.inputs import digest
-from goldenimage.reconcile.actions import CreateInputs, CreateJob, DeleteJob, Emit
+from goldenimage.reconcile.actions import (
+    CreateInputs,
+    CreateJob,
+    CreateValidationJob,
+    DeleteJob,
+    DeprecateArtifacts,
+    Emit,
+)
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
-from goldenimage.runner.result import Artifact, Result
+from goldenimage.runner.result import Artifact, CheckOutcome, Result
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SETTINGS = BuildSettings(retry_base=timedelta(seconds=30), retry_cap=timedelta(minutes=5))
@@ -29,6 +36,7 @@ def build(
     status: ImageBuildStatus | None = None,
     max_attempts: int = 3,
     extra: dict[str, Any] | None = None,
+    revoked: str | None = None,
 ) -> ImageBuild:
     recipe: dict[str, Any] = {
         "targets": [
@@ -59,6 +67,7 @@ def build(
                 "reason": "Initial",
                 "recipe": recipe,
                 "inputs": {"web-baseline/baseline.yml": digest(PLAYBOOK)},
+                **({"revoked": {"reason": revoked}} if revoked else {}),
             },
             "status": (status or ImageBuildStatus()).model_dump(mode="json", by_alias=True, exclude_none=True),
         }
@@ -95,6 +104,30 @@ def failed(message: str, error_class: str = "Retryable") -> Result:
     return Result(ok=False, error_class=error_class, message=message)  # type: ignore[arg-type]
 
 
+def validation_job(
+    state: str, result: Result | None = None, region: str = "eu-west-1", **kw: Any
+) -> dict[str, JobOutcome]:
+    name = f"web-base-7-aws-eu-v-{region}-1"
+    outcome = JobOutcome(
+        name=name, target="aws-eu", attempt=1, state=state, role="validate", region=region, result=result, **kw
+    )  # type: ignore[arg-type]
+    return {name: outcome}
+
+
+def validate_ok() -> Result:
+    return Result(
+        kind="validate",
+        ok=True,
+        checks=[CheckOutcome(name="tcp-22", passed=True, message="connected")],
+        message="booted",
+    )
+
+
+def built(*regions: str) -> TargetStatus:
+    artifacts = [Recorded(region=r, id=f"ami-{r}") for r in regions or ("eu-west-1",)]
+    return TargetStatus(name="aws-eu", cloud="aws", phase="Succeeded", artifacts=artifacts)
+
+
 def condition(status: ImageBuildStatus, type_: str = "Ready") -> tuple[str, str]:
     found = find(status.conditions, type_)
     assert found is not None
@@ -111,7 +144,7 @@ def test_new_build_creates_its_inputs_and_one_job_per_target_at_once() -> None:
     )
     (inputs, first, second) = kinds(result.actions)
     assert isinstance(inputs, CreateInputs)
-    assert set(inputs.data) == {"p0-playbook.yml", "aws-eu.pkr.hcl", "gcp-eu.pkr.hcl"}
+    assert set(inputs.data) == {"p0-playbook.yml", "aws-eu.pkr.hcl", "gcp-eu.pkr.hcl", "recipe.json"}
     assert inputs.data["p0-playbook.yml"] == PLAYBOOK
     assert (first, second) == (CreateJob("aws-eu", 1), CreateJob("gcp-eu", 1))
     assert [t.phase for t in result.status.targets] == ["Building", "Building"]
@@ -155,8 +188,19 @@ def test_success_records_every_artifact_by_region() -> None:
     assert target.phase == "Succeeded"
     assert [(a.region, a.id) for a in target.artifacts] == [("eu-west-1", "ami-1"), ("us-east-1", "ami-2")]
     assert target.packer_version == "1.6.6"
-    assert condition(result.status) == ("True", "Built")
+    assert condition(result.status, "Built") == ("True", "Built")
     assert any(isinstance(a, Emit) and a.reason == "TargetBuilt" for a in result.actions)
+    # Each artifact is validated as soon as it is recorded.
+    assert kinds(result.actions) == [
+        CreateValidationJob("aws-eu", "eu-west-1", "ami-1"),
+        CreateValidationJob("aws-eu", "us-east-1", "ami-2"),
+    ]
+    assert [(v.region, v.phase) for v in result.status.validation] == [
+        ("eu-west-1", "Running"),
+        ("us-east-1", "Running"),
+    ]
+    assert condition(result.status, "Validated") == ("False", "Validating")
+    assert condition(result.status) == ("False", "Validating")
 
 
 def test_artifacts_without_a_region_take_the_targets() -> None:
@@ -268,9 +312,15 @@ def test_recorded_artifacts_survive_another_targets_failure() -> None:
 
 def test_a_finished_build_plans_nothing_and_keeps_its_conditions_time() -> None:
     status = ImageBuildStatus(targets=[building()])
-    first = plan(build(status=status), observe(jobs=job("Succeeded", result=ok(("eu-west-1", "ami-1")))), SETTINGS)
-    later = plan(build(status=first.status), observe(now=NOW + timedelta(hours=1)), SETTINGS)
-    assert kinds(later.actions) == [] and later.status == first.status
+    outcomes = {
+        **job("Succeeded", result=ok(("eu-west-1", "ami-1"))),
+        **validation_job("Succeeded", validate_ok()),
+    }
+    first = plan(build(status=status), observe(jobs=outcomes), SETTINGS)
+    second = plan(build(status=first.status), observe(jobs=outcomes), SETTINGS)
+    assert condition(second.status) == ("True", "Validated")
+    later = plan(build(status=second.status), observe(now=NOW + timedelta(hours=1), jobs=outcomes), SETTINGS)
+    assert kinds(later.actions) == [] and later.status == second.status
 
 
 def test_succeeded_result_from_a_failed_job_is_still_recorded() -> None:
@@ -279,3 +329,76 @@ def test_succeeded_result_from_a_failed_job_is_still_recorded() -> None:
     outcome = job("Failed", result=ok(("eu-west-1", "ami-1")), problem="DeadlineExceeded")
     result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
     assert result.status.targets[0].phase == "Succeeded"
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+def test_validation_passes_then_the_build_is_ready() -> None:
+    status = ImageBuildStatus(targets=[built()])
+    running = plan(build(status=status), observe(jobs=validation_job("Active")), SETTINGS)
+    assert [v.phase for v in running.status.validation] == ["Running"]
+    assert kinds(running.actions) == []
+    done = plan(build(status=running.status), observe(jobs=validation_job("Succeeded", validate_ok())), SETTINGS)
+    (entry,) = done.status.validation
+    assert (entry.phase, entry.artifact, entry.checks[0].name) == ("Passed", "ami-eu-west-1", "tcp-22")
+    assert condition(done.status, "Validated") == ("True", "Validated")
+    assert condition(done.status) == ("True", "Validated")
+
+
+def test_a_failed_check_blocks_readiness_and_says_which() -> None:
+    failed_check = Result(
+        kind="validate",
+        ok=False,
+        message="failed: http-80",
+        checks=[
+            CheckOutcome(name="http-80", passed=False, message="GET http://127.0.5.4:80/health: connection refused")
+        ],
+    )
+    status = ImageBuildStatus(targets=[built()])
+    result = plan(build(status=status), observe(jobs=validation_job("Failed", failed_check)), SETTINGS)
+    assert condition(result.status, "Validated") == ("False", "ValidationFailed")
+    ready = find(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "ValidationFailed" and "connection refused" in ready.message
+    assert any(isinstance(a, Emit) and a.reason == "ValidationFailed" for a in result.actions)
+
+
+def test_validation_job_without_a_result_fails_validation() -> None:
+    status = ImageBuildStatus(targets=[built()])
+    result = plan(
+        build(status=status), observe(jobs=validation_job("Failed", problem="the Job ran past its deadline")), SETTINGS
+    )
+    assert result.status.validation[0].phase == "Failed"
+    assert "deadline" in result.status.validation[0].message
+
+
+def test_clouds_without_a_validator_are_not_validated() -> None:
+    gcp = TargetStatus(name="gcp-eu", cloud="gcp", phase="Succeeded", artifacts=[Recorded(region="global", id="img")])
+    result = plan(build(2, status=ImageBuildStatus(targets=[built(), gcp])), observe(), SETTINGS)
+    gcp_entry = next(v for v in result.status.validation if v.target == "gcp-eu")
+    assert gcp_entry.phase == "Failed" and "no validator" in gcp_entry.message
+    assert condition(result.status) == ("False", "ValidationFailed")
+
+
+def test_not_built_means_validation_is_unknown() -> None:
+    result = plan(build(status=ImageBuildStatus(targets=[building()])), observe(jobs=job("Active")), SETTINGS)
+    assert condition(result.status, "Validated") == ("Unknown", "NotBuilt")
+
+
+# -- revocation ------------------------------------------------------------------------------------
+
+
+def test_revocation_deprecates_the_artifacts_once_and_blocks_readiness() -> None:
+    status = ImageBuildStatus(targets=[built("eu-west-1", "us-east-1")])
+    target = build(status=status, revoked="CVE-2026-1234")
+    result = plan(target, observe(jobs=validation_job("Succeeded", validate_ok())), SETTINGS)
+    deprecations = [a for a in result.actions if isinstance(a, DeprecateArtifacts)]
+    assert deprecations == [
+        DeprecateArtifacts(
+            (("aws-eu", "eu-west-1", "ami-eu-west-1"), ("aws-eu", "us-east-1", "ami-us-east-1")), "CVE-2026-1234"
+        )
+    ]
+    assert condition(result.status) == ("False", "Revoked")
+    assert condition(result.status, "Deprecated") == ("True", "Revoked")
+    again = plan(target.model_copy(update={"status": result.status}), observe(), SETTINGS)
+    assert not [a for a in again.actions if isinstance(a, DeprecateArtifacts)]

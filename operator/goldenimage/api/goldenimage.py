@@ -366,11 +366,32 @@ class Check(Model):
         return "command"
 
 
+class Selector(Model):
+    """Selects cloud resources by their tags (all must match)."""
+
+    tags: Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(min_length=1, max_length=10)]
+
+
+class AwsValidation(Model):
+    """Where validation instances run on AWS; the Job that checks them must be able to reach them."""
+
+    instance_type: AwsInstanceType | None = Field(None, description="The target's instance type when unset.")
+    subnet_selector: Selector | None = Field(
+        None, description="Subnet to launch in, by tags, in every region; the default VPC when unset."
+    )
+    security_group_selector: Selector | None = Field(None, description="Security groups to attach, by tags.")
+    iam_instance_profile: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        None, description="Instance profile allowing SSM, which command checks need."
+    )
+    address: Literal["private", "public"] = Field("private", description="Which address the checks connect to.")
+
+
 class Validation(Model):
     timeout: Duration = Field("20m", description="How long one artifact's validation may take in all.")
     checks: Annotated[list[Check], Field(max_length=32), unique_by("name", message="check names must be unique")] = (
         Field(default_factory=list)
     )
+    aws: AwsValidation | None = None
 
 
 class BuildPolicy(Model):

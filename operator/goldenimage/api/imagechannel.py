@@ -126,7 +126,19 @@ class ChannelArtifact(Model):
     id: ArtifactId
 
 
-PromotionReason = Literal["LatestValidated", "UpstreamChannel", "Pinned", "Rollback", "Revoked"]
+# Why the channel moved to an entry: its policy (LatestValidated, UpstreamChannel), a pin
+# (Pinned, or Rollback when the pin is older than what it replaced), or a fallback because the
+# entry it replaced became unusable (Revoked, ArtifactsMissing, NotValidated).
+PromotionReason = Literal[
+    "LatestValidated",
+    "UpstreamChannel",
+    "Pinned",
+    "Rollback",
+    "Revoked",
+    "ArtifactsMissing",
+    "NotValidated",
+    "BuildMissing",
+]
 
 
 class ChannelEntry(Model):

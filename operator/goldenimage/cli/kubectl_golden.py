@@ -1,13 +1,278 @@
-"""The kubectl plugin `kubectl golden`."""
+"""`kubectl golden`: images, builds and channels at a glance; channel history; promotion,
+rollback, revocation and rebuilds.
+
+Promote and rollback set the channel's `spec.version`, exactly what a GitOps change would do;
+`--dry-run` prints that change instead of making it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ..api.conditions import find, is_true
+from ..api.imagechannel import ImageChannelStatus
+from ..api.resources import GROUP, VERSION, ImageBuild
+from ..kube import labels, names
+from ..reconcile.imagechannel import rollback_target
+
+
+class CommandError(Exception):
+    """A clear, user-facing refusal."""
+
+
+class Golden:
+    def __init__(self, api: client.ApiClient, namespace: str, user: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.user = user
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def list(self, plural: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)[
+            "items"
+        ]
+        return items
+
+    def patch(self, plural: str, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body)
+
+    def channel(self, name: str) -> dict[str, Any]:
+        found = self.get("imagechannels", name)
+        if found is None:
+            raise CommandError(f"imagechannel {name!r} not found in namespace {self.namespace}")
+        return found
+
+    def build(self, image: str, version: int) -> ImageBuild | None:
+        found = self.get("imagebuilds", names.build(image, version))
+        return ImageBuild.model_validate(found) if found is not None else None
+
+    def why_unusable(self, image: str, version: int) -> str | None:
+        """Why a version cannot be pointed at, or None when it can."""
+        build = self.build(image, version)
+        if build is None:
+            return f"version {version} of {image} has no ImageBuild"
+        if build.spec.revoked is not None:
+            return f"version {version} of {image} is revoked: {build.spec.revoked.reason}"
+        if build.status is None or not is_true(build.status.conditions, "Validated"):
+            ready = find(build.status.conditions, "Ready") if build.status else None
+            state = f" ({ready.reason}: {ready.message})" if ready is not None else ""
+            return f"version {version} of {image} is not validated{state}"
+        return None
+
+
+def _table(rows: Sequence[Sequence[object]]) -> str:
+    text = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in text) for i in range(len(text[0]))]
+    return "\n".join("   ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in text)
+
+
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return ""
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _ready(obj: dict[str, Any]) -> tuple[str, str]:
+    for condition in obj.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return condition["status"], condition["reason"]
+    return "", ""
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def status(golden: Golden, args: argparse.Namespace) -> str:
+    images = golden.list("goldenimages")
+    builds = golden.list("imagebuilds")
+    channels = golden.list("imagechannels")
+    out = []
+    rows: list[list[object]] = [["IMAGE", "LATEST", "VALIDATED", "READY", "REASON"]]
+    for i in images:
+        s = i.get("status", {})
+        rows.append([i["metadata"]["name"], s.get("latestVersion"), s.get("latestValidatedVersion"), *_ready(i)])
+    out.append(_table(rows))
+    rows = [["BUILD", "VERSION", "STATUS", "REVOKED", "AGE"]]
+    for b in sorted(builds, key=lambda b: (b["spec"]["image"], b["spec"]["version"])):
+        revoked = (b["spec"].get("revoked") or {}).get("reason")
+        rows.append(
+            [
+                b["metadata"]["name"],
+                b["spec"]["version"],
+                _ready(b)[1],
+                revoked,
+                _age(b["metadata"].get("creationTimestamp")),
+            ]
+        )
+    out.append(_table(rows))
+    rows = [["CHANNEL", "IMAGE", "VERSION", "BUILD", "PROMOTED", "READY", "REASON"]]
+    for c in channels:
+        current = c.get("status", {}).get("current") or {}
+        rows.append(
+            [
+                c["metadata"]["name"],
+                c["spec"]["image"],
+                current.get("version"),
+                current.get("build"),
+                _age(current.get("promotedAt")),
+                *_ready(c),
+            ]
+        )
+    out.append(_table(rows))
+    return "\n\n".join(out)
+
+
+def history(golden: Golden, args: argparse.Namespace) -> str:
+    body = golden.channel(args.channel)
+    state = ImageChannelStatus.model_validate(body.get("status") or {})
+    rows: list[list[object]] = [["", "VERSION", "BUILD", "PROMOTED", "REASON", "MESSAGE"]]
+    entries = ([("*", state.current)] if state.current else []) + [("", e) for e in state.history]
+    for mark, e in entries:
+        rows.append([mark, e.version, e.build, e.promoted_at.strftime("%Y-%m-%d %H:%M:%S"), e.reason, e.message[:80]])
+    if len(rows) == 1:
+        return f"{args.channel} has no history yet"
+    return _table(rows)
+
+
+def _set_version(golden: Golden, channel: str, version: int, dry_run: bool, why: str) -> str:
+    patch = {"spec": {"version": version}}
+    if dry_run:
+        return (
+            f"# {why}\n"
+            f"kubectl patch imagechannel {channel} -n {golden.namespace} --type=merge -p '{json.dumps(patch)}'\n"
+            f"# or, in the manifest kept in Git:\n#   spec:\n#     version: {version}"
+        )
+    golden.patch("imagechannels", channel, patch)
+    return f"imagechannel/{channel}: spec.version set to {version} ({why})"
+
+
+def promote(golden: Golden, args: argparse.Namespace) -> str:
+    body = golden.channel(args.channel)
+    image = body["spec"]["image"]
+    problem = golden.why_unusable(image, args.version)
+    if problem is not None:
+        raise CommandError(f"cannot promote {args.channel} to version {args.version}: {problem}")
+    return _set_version(golden, args.channel, args.version, args.dry_run, f"promote to version {args.version}")
+
+
+def rollback(golden: Golden, args: argparse.Namespace) -> str:
+    body = golden.channel(args.channel)
+    image = body["spec"]["image"]
+    state = ImageChannelStatus.model_validate(body.get("status") or {})
+    if state.current is None:
+        raise CommandError(f"{args.channel} points at no version: nothing to roll back from")
+    candidates = {e.version for e in state.history if e.version != state.current.version}
+    usable = [v for v in candidates if golden.why_unusable(image, v) is None]
+    target = rollback_target(state, usable)
+    if target is None:
+        raise CommandError(f"{args.channel} has no earlier usable version in its history to roll back to")
+    why = f"roll back from version {state.current.version} to version {target.version}"
+    return _set_version(golden, args.channel, target.version, args.dry_run, why)
+
+
+def revoke(golden: Golden, args: argparse.Namespace) -> str:
+    if golden.get("imagebuilds", args.build) is None:
+        raise CommandError(f"imagebuild {args.build!r} not found in namespace {golden.namespace}")
+    revocation = {
+        "reason": args.reason,
+        "revokedBy": golden.user,
+        "revokedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    patch = {"spec": {"revoked": revocation}}
+    if args.dry_run:
+        return f"kubectl patch imagebuild {args.build} -n {golden.namespace} --type=merge -p '{json.dumps(patch)}'"
+    golden.patch("imagebuilds", args.build, patch)
+    return f"imagebuild/{args.build} revoked: {args.reason}; every channel pointing at it moves off"
+
+
+def rebuild(golden: Golden, args: argparse.Namespace) -> str:
+    if golden.get("goldenimages", args.image) is None:
+        raise CommandError(f"goldenimage {args.image!r} not found in namespace {golden.namespace}")
+    token = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    patch = {"metadata": {"annotations": {labels.REBUILD: token}}}
+    if args.dry_run:
+        return f"kubectl annotate goldenimage {args.image} -n {golden.namespace} --overwrite {labels.REBUILD}={token}"
+    golden.patch("goldenimages", args.image, patch)
+    return f"goldenimage/{args.image}: rebuild requested ({labels.REBUILD}={token})"
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="kubectl golden", description=__doc__.splitlines()[0])
+    main.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    main.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+    main.add_argument("--context", help="kubeconfig context")
+    sub = main.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("status", help="images, builds and channels at a glance").set_defaults(run=status)
+    p = sub.add_parser("history", help="a channel's current entry and history")
+    p.add_argument("channel")
+    p.set_defaults(run=history)
+    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)")
+    p.add_argument("channel")
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
+    p.set_defaults(run=promote)
+    p = sub.add_parser("rollback", help="point a channel back at its previous usable version")
+    p.add_argument("channel")
+    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
+    p.set_defaults(run=rollback)
+    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it")
+    p.add_argument("build")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
+    p.set_defaults(run=revoke)
+    p = sub.add_parser("rebuild", help="ask for a new version of an image")
+    p.add_argument("image")
+    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
+    p.set_defaults(run=rebuild)
+    return main
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kubectl golden", description="Golden image channels and builds")
-    parser.add_subparsers(dest="command", metavar="COMMAND", title="commands (none yet)")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 2
+    args = parser().parse_args(argv)
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        context = next((c for c in contexts if c["name"] == args.context), active) if args.context else active
+        namespace = args.namespace or context.get("context", {}).get("namespace") or "default"
+        user = context.get("context", {}).get("user", "unknown")
+        api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
+        print(args.run(Golden(api, namespace, user), args))
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        print(f"error: an object does not match the goldenimage.io API: {exc}", file=sys.stderr)
+        return 1
+    except ApiException as exc:
+        print(f"error: the API server said {exc.status} {exc.reason}: {exc.body}", file=sys.stderr)
+        return 1
+    except config.ConfigException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..api.goldenimage import Target
+from ..api.goldenimage import Target, Validation
 
 
 class CloudError(Exception):
@@ -25,6 +25,25 @@ class Resource:
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id} in {self.region}"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A validation instance; `address` is what checks connect to, once it is known."""
+
+    id: str
+    region: str
+    address: str | None = None
+    public: bool = False  # connect to the public address rather than the private one
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Where a channel points in one region of one target, for publication."""
+
+    target: str
+    region: str
+    image: str
 
 
 class Cloud(Protocol):
@@ -46,3 +65,38 @@ class Cloud(Protocol):
 
     def sweep(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
         """Delete the leftovers; returns what was deleted."""
+
+    def missing_artifacts(self, artifacts: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (region, id) images no longer exist (or are no longer usable)."""
+
+    def deprecate(self, region: str, artifact_id: str, reason: str) -> str | None:
+        """Mark an image deprecated (a tag, and the cloud's own deprecation where it has one).
+        Returns a note when only part of that was possible."""
+
+    # -- validation ------------------------------------------------------------------------
+
+    def launch(
+        self, target: Target, region: str, image: str, validation: Validation | None, tags: Mapping[str, str]
+    ) -> Instance:
+        """Start an instance from an image for validation, carrying `tags`."""
+
+    def ready(self, instance: Instance) -> Instance | None:
+        """The instance with its address once it runs and passes the cloud's status checks; None
+        while it is still starting. Raises CloudError if it cannot become ready."""
+
+    def run_command(self, instance: Instance, command: str, timeout: float) -> tuple[int, str]:
+        """Run a shell command on the instance through the cloud's agent: (exit code, output)."""
+
+    def terminate(self, instance: Instance) -> None:
+        """Stop and delete the instance; a missing instance counts as terminated."""
+
+    def instances(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
+        """Instances carrying the build id that are not terminated."""
+
+    # -- publication -----------------------------------------------------------------------
+
+    def publish(
+        self, channel: str, publish: Mapping[str, object], current: Sequence[Pointer], previous: Sequence[Pointer]
+    ) -> list[str]:
+        """Make the cloud's pointers (parameters, tags, labels) say `current`; remove what only
+        `previous` had. `publish` is the channel's section for this cloud. Returns what changed."""

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from ..api.conditions import find, set_condition
+from ..api.conditions import find, is_true, set_condition
 from ..api.errors import summary
 from ..api.goldenimage import GoldenImageStatus
 from ..api.resources import GoldenImage, ImageBuild
@@ -92,6 +92,8 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
                 annotations=build.metadata.annotations,
                 ready=find(build.status.conditions, "Ready") if build.status else None,
                 deleting=build.metadata.deletion_timestamp is not None,
+                validated=build.status is not None and is_true(build.status.conditions, "Validated"),
+                revoked=build.spec.revoked is not None,
             )
         )
 

@@ -23,7 +23,7 @@ from ..kube.client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, SECRETS, Conflict
 from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
-from ..reconcile.actions import CreateInputs, CreateJob, DeleteJob, Emit
+from ..reconcile.actions import CreateInputs, CreateJob, CreateValidationJob, DeleteJob, DeprecateArtifacts, Emit
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -46,17 +46,28 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
             return
         except ConflictError:
             log.info("ImageBuild %s/%s changed while it was reconciled; planning again", namespace, name)
+        except CloudError as exc:
+            log.warning("ImageBuild %s/%s: a cloud call failed, retrying soon: %s", namespace, name, exc)
+            trigger(op, namespace, name, 30)
+            return
     log.warning("ImageBuild %s/%s kept changing; the next event retries", namespace, name)
 
 
 def _terminal(build: ImageBuild) -> bool:
+    """Nothing left to do: every target and every validation finished, revocation carried out."""
     status = build.status
-    return (
-        status is not None
-        and bool(status.targets)
-        and all(t.phase in ("Succeeded", "Failed") for t in status.targets)
-        and status.observed_generation == build.metadata.generation
-    )
+    if status is None or not status.targets or status.observed_generation != build.metadata.generation:
+        return False
+    if any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
+        return False
+    validated = {(v.target, v.region) for v in status.validation if v.phase in ("Passed", "Failed")}
+    artifacts = {(t.name, a.region) for t in status.targets if t.phase == "Succeeded" for a in t.artifacts}
+    if not artifacts <= validated and build.spec.revoked is None:
+        return False
+    if build.spec.revoked is not None:
+        deprecated = next((c for c in status.conditions if c.type == "Deprecated"), None)
+        return deprecated is not None and deprecated.status == "True"
+    return True
 
 
 async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
@@ -94,8 +105,28 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
                 config=op.config,
             )
             await op.kube.create(JOBS, namespace, job)
+        elif isinstance(action, CreateValidationJob):
+            target = next(t for t in build.spec.recipe.targets if t.name == action.target)
+            job = jobs.validation_job(
+                namespace=namespace,
+                image=build.spec.image,
+                build=name,
+                build_uid=build.metadata.uid or "",
+                version=build.spec.version,
+                recipe=build.spec.recipe,
+                target=target,
+                region=action.region,
+                artifact=action.artifact,
+                attempt=action.attempt,
+                config=op.config,
+            )
+            await op.kube.create(JOBS, namespace, job)
         elif isinstance(action, DeleteJob):
             await op.kube.delete(JOBS, namespace, action.name)
+        elif isinstance(action, DeprecateArtifacts):
+            # Before the status says so: if this fails, the next reconcile tries again.
+            for note in await _deprecate(op, build, action):
+                await op.kube.event(body, "Warning", "DeprecationPartial", note)
     new_status = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     old_status = body.get("status") or {}
     if new_status != old_status:
@@ -103,14 +134,31 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         await op.kube.write_status(
             IMAGEBUILDS, namespace, name, new_status, resource_version=build.metadata.resource_version
         )
-        from . import goldenimages  # the image summarizes its builds
+        # The image summarizes its builds; channels follow them.
+        from . import goldenimages, imagechannels
 
         goldenimages.trigger(op, namespace, build.spec.image)
+        await imagechannels.trigger_for_image(op, namespace, build.spec.image)
     for action in plan.actions:
         if isinstance(action, Emit):
             await op.kube.event(body, action.type, action.reason, action.message)
     if plan.requeue_after is not None:
         trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+
+
+async def _deprecate(op: Operator, build: ImageBuild, action: DeprecateArtifacts) -> list[str]:
+    notes = []
+    targets = {t.name: t for t in build.spec.recipe.targets}
+    for target_name, region, artifact in action.artifacts:
+        target = targets[target_name]
+        cloud = await adapter(op, build.spec.recipe, target.cloud, build.metadata.namespace or "")
+        if cloud is None:
+            notes.append(f"{artifact}: no {target.cloud} adapter to deprecate it with")
+            continue
+        note = await asyncio.to_thread(cloud.deprecate, region, artifact, action.reason)
+        if note:
+            notes.append(note)
+    return notes
 
 
 async def _gather(op: Operator, build: ImageBuild) -> planner.BuildObservation:
@@ -275,12 +323,7 @@ async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> Non
     await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
 
 
-@kopf.on.event(
-    "batch",
-    "v1",
-    "jobs",
-    labels={labels.MANAGED_BY: labels.MANAGER, labels.ROLE: "build"},
-)
+@kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER, labels.BUILD: kopf.PRESENT})
 async def on_job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
     build = labels.get(BUILD_LABEL)
     if build and namespace is not None:

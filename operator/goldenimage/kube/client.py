@@ -149,6 +149,11 @@ class Kube:
         with contextlib.suppress(NotFoundError):
             await self.request("DELETE", kind.path(namespace, name), body=options)
 
+    async def replace(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT the whole object; with metadata.resourceVersion set, Conflict if it changed."""
+        replaced: dict[str, Any] = await self.request("PUT", kind.path(namespace, name), body=body)
+        return replaced
+
     async def merge_patch(
         self, kind: Kind, namespace: str, name: str, patch: dict[str, Any], *, subresource: str | None = None
     ) -> dict[str, Any]:

@@ -8,12 +8,16 @@ clean up after SIGTERM. Secrets reach Packer only as environment variables from 
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 from ..api.durations import parse as parse_duration
 from ..api.goldenimage import GoldenImageSpec, Target
 from ..config import Config
+from ..packer import bundle as packer_bundle
 from ..packer import inputs as packer_inputs
+from ..packer import tags
 from ..packer.render import template_name
 from . import labels, names
 
@@ -24,6 +28,7 @@ RUNNER_UID = 65532
 # Environment variables that may hold credentials: never printed by the runner.
 CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARM_CLIENT_SECRET")
 DEFAULT_BUILD_TIMEOUT = "2h"
+DEFAULT_VALIDATION_TIMEOUT = "20m"
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -58,61 +63,32 @@ def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | Non
     return creds.service_account_name, []
 
 
-def build_job(
+def _runner_job(
     *,
+    name: str,
     namespace: str,
-    image: str,
+    job_labels: dict[str, str],
     build: str,
     build_uid: str,
-    version: int,
     recipe: GoldenImageSpec,
     target: Target,
-    attempt: int,
+    args: list[str],
+    env: list[dict[str, Any]],
+    deadline_seconds: int,
     config: Config,
 ) -> dict[str, Any]:
-    name = names.build_job(build, target.name, attempt)
-    job_labels = labels.for_job(image, build, version, target.name, attempt, "build")
-    build_id = names.build_id(build, build_uid)
-    timeout = parse_duration(recipe.build.timeout if recipe.build else DEFAULT_BUILD_TIMEOUT)
-
-    user_template = recipe.template is not None
-    template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
-    args = [
-        "build",
-        f"--template={INPUTS_DIR}/{template}",
-        f"--inputs={INPUTS_DIR}",
-        f"--work-dir={WORK_DIR}",
-        f"--result={TERMINATION_LOG}",
-        f"--var=attempt={attempt}",
-    ]
-    if user_template:
-        assert recipe.template is not None
-        extra = {"build_id": build_id, "target": target.name, "cloud": target.cloud, "region": target.location}
-        args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]
-
-    env: list[dict[str, Any]] = [
+    """A Job running the runner with the build's inputs mounted and the target's cloud identity."""
+    base_env: list[dict[str, Any]] = [
         {"name": "HOME", "value": f"{WORK_DIR}/home"},
         {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},
         {"name": "PACKER_CACHE_DIR", "value": f"{WORK_DIR}/packer-cache"},
         {"name": "CHECKPOINT_DISABLE", "value": "1"},
-        {"name": "GOLDENIMAGE_BUILD_ID", "value": build_id},
+        {"name": "GOLDENIMAGE_BUILD_ID", "value": names.build_id(build, build_uid)},
         *({"name": k, "value": v} for k, v in sorted(config.runner_env.items())),
     ]
     if target.cloud == "aws" and config.aws_endpoint_url:
-        env.append({"name": "PKR_VAR_aws_endpoint", "value": config.aws_endpoint_url})
-    sensitive = list(CREDENTIAL_ENV)
-    for secret in recipe.secret_variables:
-        variable = f"PKR_VAR_{secret.name}"
-        env.append(
-            {
-                "name": variable,
-                "valueFrom": {"secretKeyRef": {"name": secret.secret_key_ref.name, "key": secret.secret_key_ref.key}},
-            }
-        )
-        sensitive.append(variable)
-    args += [f"--sensitive-env={name}" for name in sensitive]
+        base_env.append({"name": "GOLDENIMAGE_AWS_ENDPOINT_URL", "value": config.aws_endpoint_url})
     service_account, env_from = _credentials_env(recipe, target)
-
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -126,11 +102,11 @@ def build_job(
         },
         "containers": [
             {
-                "name": "packer",
+                "name": "runner",
                 "image": config.runner_image,
                 "command": list(config.runner_command),
                 "args": args,
-                "env": env,
+                "env": [*base_env, *env],
                 "envFrom": env_from,
                 "securityContext": restricted_security_context(),
                 "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
@@ -162,8 +138,123 @@ def build_job(
             "backoffLimit": 0,
             "parallelism": 1,
             "completions": 1,
-            "activeDeadlineSeconds": int(timeout.total_seconds()),
+            "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": int(config.job_ttl.total_seconds()),
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
         },
     }
+
+
+def build_job(
+    *,
+    namespace: str,
+    image: str,
+    build: str,
+    build_uid: str,
+    version: int,
+    recipe: GoldenImageSpec,
+    target: Target,
+    attempt: int,
+    config: Config,
+) -> dict[str, Any]:
+    build_id = names.build_id(build, build_uid)
+    timeout = parse_duration(recipe.build.timeout if recipe.build else DEFAULT_BUILD_TIMEOUT)
+    user_template = recipe.template is not None
+    template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
+    args = [
+        "build",
+        f"--template={INPUTS_DIR}/{template}",
+        f"--inputs={INPUTS_DIR}",
+        f"--work-dir={WORK_DIR}",
+        f"--result={TERMINATION_LOG}",
+        f"--var=attempt={attempt}",
+    ]
+    if recipe.template is not None:
+        extra = {"build_id": build_id, "target": target.name, "cloud": target.cloud, "region": target.location}
+        args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]
+    env: list[dict[str, Any]] = []
+    if target.cloud == "aws" and config.aws_endpoint_url:
+        env.append({"name": "PKR_VAR_aws_endpoint", "value": config.aws_endpoint_url})
+    sensitive = list(CREDENTIAL_ENV)
+    for secret in recipe.secret_variables:
+        variable = f"PKR_VAR_{secret.name}"
+        env.append(
+            {
+                "name": variable,
+                "valueFrom": {"secretKeyRef": {"name": secret.secret_key_ref.name, "key": secret.secret_key_ref.key}},
+            }
+        )
+        sensitive.append(variable)
+    args += [f"--sensitive-env={name}" for name in sensitive]
+    return _runner_job(
+        name=names.build_job(build, target.name, attempt),
+        namespace=namespace,
+        job_labels=labels.for_job(image, build, version, target.name, attempt, "build"),
+        build=build,
+        build_uid=build_uid,
+        recipe=recipe,
+        target=target,
+        args=args,
+        env=env,
+        deadline_seconds=int(timeout.total_seconds()),
+        config=config,
+    )
+
+
+# Beyond the validation's own timeout (after which the runner terminates its instance), time for
+# the clean-up before Kubernetes stops the Job.
+VALIDATION_CLEANUP = timedelta(minutes=5)
+
+
+def validation_job(
+    *,
+    namespace: str,
+    image: str,
+    build: str,
+    build_uid: str,
+    version: int,
+    recipe: GoldenImageSpec,
+    target: Target,
+    region: str,
+    artifact: str,
+    attempt: int,
+    config: Config,
+) -> dict[str, Any]:
+    timeout = parse_duration(recipe.validation.timeout if recipe.validation else DEFAULT_VALIDATION_TIMEOUT)
+    instance_tags = {
+        tags.BUILD_ID: names.build_id(build, build_uid),
+        tags.IMAGE: image,
+        tags.NAMESPACE: namespace,
+        tags.VERSION: str(version),
+        tags.TARGET: target.name,
+        tags.ROLE: "validation",
+        tags.MANAGED_BY: tags.MANAGER,
+        "Name": f"validate-{build}-{target.name}",
+    }
+    args = [
+        "validate",
+        f"--recipe={INPUTS_DIR}/{packer_bundle.RECIPE}",
+        f"--target={target.name}",
+        f"--region={region}",
+        f"--image={artifact}",
+        f"--tags={json.dumps(instance_tags, sort_keys=True)}",
+        f"--result={TERMINATION_LOG}",
+    ]
+    job_labels = {**labels.for_job(image, build, version, target.name, attempt, "validate"), labels.REGION: region}
+    return _runner_job(
+        name=names.validation_job(build, target.name, region, attempt),
+        namespace=namespace,
+        job_labels=job_labels,
+        build=build,
+        build_uid=build_uid,
+        recipe=recipe,
+        target=target,
+        args=args,
+        env=(
+            [{"name": "GOLDENIMAGE_VALIDATION_NETWORKS", "value": ",".join(config.validation_networks)}]
+            if config.validation_networks
+            else []
+        ),
+        deadline_seconds=int((timeout + VALIDATION_CLEANUP).total_seconds()),
+        config=config,
+    )

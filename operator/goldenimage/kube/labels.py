@@ -12,6 +12,7 @@ VERSION = f"{GROUP}/version"
 TARGET = f"{GROUP}/target"
 ATTEMPT = f"{GROUP}/attempt"
 ROLE = f"{GROUP}/role"
+REGION = f"{GROUP}/region"
 
 # Annotations. REBUILD is the user's: a new value asks for one new version.
 REBUILD = f"{GROUP}/rebuild"

@@ -34,3 +34,7 @@ def build_job(build_name: str, target: str, attempt: int) -> str:
 def inputs(build_name: str) -> str:
     """The ConfigMap holding a build's rendered templates and input files."""
     return f"{build_name}-inputs"
+
+
+def validation_job(build_name: str, target: str, region: str, attempt: int) -> str:
+    return fit(f"{build_name}-{target}-v-{region}-{attempt}")

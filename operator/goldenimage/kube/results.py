@@ -21,6 +21,8 @@ class JobOutcome:
     target: str
     attempt: int
     state: Literal["Active", "Succeeded", "Failed"]
+    role: str = "build"
+    region: str = ""
     result: Result | None = None
     # Why there is no usable result, or why the Job failed without one.
     problem: str = ""
@@ -79,6 +81,8 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
         target=job_labels.get(labels.TARGET, ""),
         attempt=int(job_labels.get(labels.ATTEMPT, "0") or 0),
         state=state,
+        role=job_labels.get(labels.ROLE, "build"),
+        region=job_labels.get(labels.REGION, ""),
         result=result,
         problem=problem,
         stuck=stuck if state == "Active" else "",

@@ -90,6 +90,8 @@ class Stack:
             "GOLDENIMAGE_RUNNER_IMAGE": "local/goldenimage-runner",
             "GOLDENIMAGE_RUNNER_ENV": json.dumps({k: v for k, v in CREDENTIALS.items()}),
             "GOLDENIMAGE_RETRY_BASE_SECONDS": "1",
+            # Validation checks stay on the loopback network, where moto's instances "are".
+            "GOLDENIMAGE_VALIDATION_NETWORKS": "127.0.0.0/8",
             "GOLDENIMAGE_RESYNC_SECONDS": "5",
             **extra,
         }

@@ -11,6 +11,8 @@ from .render import BuildContext, Settings, render_target, template_name
 
 # A ConfigMap holds at most 1 MiB; leave room for metadata.
 LIMIT = 1_000_000
+# The frozen recipe, for the validation Jobs.
+RECIPE = "recipe.json"
 
 
 class BundleTooLargeError(ValueError):
@@ -27,6 +29,7 @@ def bundle(
 ) -> dict[str, str]:
     """File name -> content; `contents` holds the ConfigMap keys the recipe reads ("name/key")."""
     data = inputs.resolve(recipe, contents)
+    data[RECIPE] = recipe.model_dump_json(by_alias=True, exclude_none=True)
     if recipe.template is None:
         for target in recipe.targets:
             data[template_name(target)] = render_target(

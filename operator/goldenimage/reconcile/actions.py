@@ -33,8 +33,24 @@ class CreateJob:
 
 
 @dataclass(frozen=True)
+class CreateValidationJob:
+    target: str
+    region: str
+    artifact: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
 class DeleteJob:
     name: str
+
+
+@dataclass(frozen=True)
+class DeprecateArtifacts:
+    """Mark a revoked build's artifacts deprecated in their clouds."""
+
+    artifacts: tuple[tuple[str, str, str], ...]  # (target, region, id)
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -50,4 +66,6 @@ class AnnotateBuild:
     annotations: Mapping[str, str]
 
 
-Action = Emit | CreateInputs | CreateJob | DeleteJob | CreateBuild | AnnotateBuild
+Action = (
+    Emit | CreateInputs | CreateJob | CreateValidationJob | DeleteJob | DeprecateArtifacts | CreateBuild | AnnotateBuild
+)

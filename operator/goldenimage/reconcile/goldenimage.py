@@ -32,6 +32,8 @@ class BuildSummary:
     annotations: Mapping[str, str] = field(default_factory=dict)
     ready: Condition | None = None
     deleting: bool = False
+    validated: bool = False
+    revoked: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,18 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
         ready = ("False", *blocked)
     conditions = set_condition(conditions, "Ready", *ready, now=now, generation=generation)  # type: ignore[arg-type]
 
+    validated = max(
+        (b for b in observed.builds if b.validated and not b.revoked and not b.deleting),
+        key=lambda b: b.version,
+        default=None,
+    )
     new_status = status.model_copy(
         update={
             "observed_generation": generation,
             "latest_version": latest_version,
             "latest_build": latest_name,
+            "latest_validated_version": validated.version if validated else None,
+            "latest_validated_build": validated.name if validated else None,
             "fingerprint": current,
             "sources": sources,
             "last_build_at": now if created is not None else (latest.created if latest else None),

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from ..api.conditions import Condition, set_condition
 from ..api.goldenimage import Target
-from ..api.imagebuild import Artifact, ImageBuildStatus, TargetStatus
+from ..api.imagebuild import Artifact, CheckResult, ImageBuildStatus, TargetStatus, ValidationResult
 from ..api.resources import ImageBuild
 from ..kube import names
 from ..kube.results import JobOutcome
@@ -17,7 +17,7 @@ from ..packer import inputs as packer_inputs
 from ..packer.bundle import BundleTooLargeError, bundle
 from ..packer.render import BuildContext, Settings
 from . import backoff
-from .actions import Action, CreateInputs, CreateJob, DeleteJob, Emit
+from .actions import Action, CreateInputs, CreateJob, CreateValidationJob, DeleteJob, DeprecateArtifacts, Emit
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class BuildSettings:
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(minutes=30)
     render: Settings = field(default_factory=Settings)
+    # Clouds whose artifacts the runner can boot and check.
+    validators: frozenset[str] = frozenset({"aws"})
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,13 @@ class _Planner:
             self.blocked = ("MissingSecret", f"waiting for Secret {names_}: the build's Jobs need it")
         previous = {t.name: t for t in self.status.targets}
         targets = [self._target(t, previous.get(t.name)) for t in self.build.spec.recipe.targets]
-        conditions = self._conditions(targets)
+        validation = self._validation(targets)
+        self._revocation(targets)
+        conditions = self._conditions(targets, validation)
         status = self.status.model_copy(
             update={
                 "targets": targets,
+                "validation": validation,
                 "conditions": conditions,
                 "observed_generation": self.build.metadata.generation,
             }
@@ -232,28 +237,150 @@ class _Planner:
             }
         )
 
+    # -- validation ----------------------------------------------------------------------
+
+    def _validation(self, targets: Sequence[TargetStatus]) -> list[ValidationResult]:
+        """One validation per artifact, started as soon as its target is built."""
+        previous = {(v.target, v.region): v for v in self.status.validation}
+        recipe_targets = {t.name: t for t in self.build.spec.recipe.targets}
+        out = []
+        for target in targets:
+            if target.phase != "Succeeded":
+                continue
+            for artifact in target.artifacts:
+                current = previous.get((target.name, artifact.region)) or ValidationResult(
+                    target=target.name, region=artifact.region, artifact=artifact.id, phase="Pending"
+                )
+                out.append(self._validate(recipe_targets[target.name], current))
+        return out
+
+    def _validate(self, target: Target, entry: ValidationResult) -> ValidationResult:
+        if entry.phase in ("Passed", "Failed"):
+            return entry
+        if target.cloud not in self.settings.validators:
+            return entry.model_copy(
+                update={
+                    "phase": "Failed",
+                    "finished_at": self.now,
+                    "message": f"artifacts on {target.cloud} cannot be validated yet: no validator for that cloud",
+                }
+            )
+        job = names.validation_job(self.build.metadata.name, target.name, entry.region, 1)
+        outcome = self.observed.jobs.get(job)
+        if outcome is None:
+            if entry.phase == "Running":
+                return self._validation_failed(entry, "the validation Job disappeared before it reported a result")
+            if self.build.spec.revoked is not None:
+                return entry  # nothing to prove about a revoked build
+            self.actions.append(CreateValidationJob(target.name, entry.region, entry.artifact))
+            return entry.model_copy(update={"phase": "Running", "job_name": job, "started_at": self.now})
+        entry = entry.model_copy(
+            update={"phase": "Running", "job_name": job, "started_at": entry.started_at or self.now}
+        )
+        if outcome.state == "Active":
+            if outcome.stuck:
+                self.actions.append(DeleteJob(outcome.name))
+                return self._validation_failed(entry, f"the validation Pod cannot start: {outcome.stuck}")
+            return entry
+        result = outcome.result
+        checks = [CheckResult(name=c.name, passed=c.passed, message=c.message) for c in result.checks] if result else []
+        finished = outcome.finished_at or self.now
+        if result is not None and result.ok:
+            self.actions.append(
+                Emit(
+                    "Normal",
+                    "ArtifactValidated",
+                    f"{entry.artifact} ({entry.target}, {entry.region}): {result.message}",
+                )
+            )
+            return entry.model_copy(
+                update={"phase": "Passed", "checks": checks, "finished_at": finished, "message": result.message}
+            )
+        message = (result.message if result is not None else "") or outcome.problem or "the validation Job failed"
+        return self._validation_failed(entry.model_copy(update={"checks": checks, "finished_at": finished}), message)
+
+    def _validation_failed(self, entry: ValidationResult, message: str) -> ValidationResult:
+        self.actions.append(
+            Emit("Warning", "ValidationFailed", f"{entry.artifact} ({entry.target}, {entry.region}): {message}")
+        )
+        return entry.model_copy(
+            update={"phase": "Failed", "finished_at": entry.finished_at or self.now, "message": message}
+        )
+
+    # -- revocation ------------------------------------------------------------------------
+
+    def _revocation(self, targets: Sequence[TargetStatus]) -> None:
+        revoked = self.build.spec.revoked
+        if revoked is None:
+            return
+        deprecated = next((c for c in self.status.conditions if c.type == "Deprecated"), None)
+        if deprecated is not None and deprecated.status == "True":
+            return
+        artifacts = tuple((t.name, a.region, a.id) for t in targets for a in t.artifacts)
+        if artifacts:
+            self.actions.append(DeprecateArtifacts(artifacts, revoked.reason))
+        self.actions.append(Emit("Warning", "Revoked", f"version {self.build.spec.version} revoked: {revoked.reason}"))
+
     # -- conditions ------------------------------------------------------------------------
 
-    def _conditions(self, targets: Sequence[TargetStatus]) -> list[Condition]:
-        generation = self.build.metadata.generation
+    def _built(self, targets: Sequence[TargetStatus]) -> tuple[str, str, str]:
         phases = [t.phase for t in targets]
         if all(p == "Succeeded" for p in phases):
             count = sum(len(t.artifacts) for t in targets)
-            built = ("True", "Built", f"{count} artifacts in {len(targets)} targets")
-        elif self.blocked is not None and not any(p == "Building" for p in phases):
-            built = ("False", *self.blocked)
-        elif any(p == "Failed" for p in phases) and not any(p in ("Pending", "Building") for p in phases):
+            return ("True", "Built", f"{count} artifacts in {len(targets)} targets")
+        if self.blocked is not None and not any(p == "Building" for p in phases):
+            return ("False", *self.blocked)
+        if any(p == "Failed" for p in phases) and not any(p in ("Pending", "Building") for p in phases):
             failed = [t for t in targets if t.phase == "Failed"]
-            built = ("False", "BuildFailed", "; ".join(f"{t.name}: {t.message}" for t in failed))
+            return ("False", "BuildFailed", "; ".join(f"{t.name}: {t.message}" for t in failed))
+        done = phases.count("Succeeded")
+        retrying = [t for t in targets if t.phase == "Pending" and t.attempt > 1]
+        detail = f"; {retrying[0].name} retries as attempt {retrying[0].attempt}" if retrying else ""
+        return ("False", "Building", f"{done} of {len(targets)} targets built{detail}")
+
+    def _validated(self, built: str, validation: Sequence[ValidationResult]) -> tuple[str, str, str]:
+        failed = [v for v in validation if v.phase == "Failed"]
+        if failed:
+            detail = "; ".join(
+                f"{v.target} {v.region}: "
+                + (", ".join(f"{c.name}: {c.message}" for c in v.checks if not c.passed) or v.message)
+                for v in failed
+            )
+            return ("False", "ValidationFailed", detail)
+        if built != "True":
+            return ("Unknown", "NotBuilt", "validation starts when the artifacts are built")
+        if all(v.phase == "Passed" for v in validation):
+            checks = sum(len(v.checks) for v in validation)
+            return ("True", "Validated", f"{len(validation)} artifacts booted and passed {checks} checks")
+        done = sum(v.phase == "Passed" for v in validation)
+        return ("False", "Validating", f"{done} of {len(validation)} artifacts validated")
+
+    def _conditions(self, targets: Sequence[TargetStatus], validation: Sequence[ValidationResult]) -> list[Condition]:
+        generation = self.build.metadata.generation
+        built = self._built(targets)
+        validated = self._validated(built[0], validation)
+        revoked = self.build.spec.revoked
+        if revoked is not None:
+            ready = ("False", "Revoked", revoked.reason)
+        elif built[0] != "True":
+            ready = built
+        elif validated[0] == "True":
+            ready = ("True", "Validated", validated[2])
         else:
-            done = phases.count("Succeeded")
-            retrying = [t for t in targets if t.phase == "Pending" and t.attempt > 1]
-            detail = f"; {retrying[0].name} retries as attempt {retrying[0].attempt}" if retrying else ""
-            built = ("False", "Building", f"{done} of {len(targets)} targets built{detail}")
+            ready = ("False", validated[1], validated[2])
         conditions = list(self.status.conditions)
-        status, reason, message = built
-        conditions = set_condition(conditions, "Built", status, reason, message, self.now, generation)  # type: ignore[arg-type]
-        conditions = set_condition(conditions, "Ready", status, reason, message, self.now, generation)  # type: ignore[arg-type]
+        for type_, (status, reason, message) in (("Built", built), ("Validated", validated), ("Ready", ready)):
+            conditions = set_condition(conditions, type_, status, reason, message, self.now, generation)  # type: ignore[arg-type]
+        if revoked is not None:
+            conditions = set_condition(
+                conditions,
+                "Deprecated",
+                "True",
+                "Revoked",
+                f"artifacts deprecated: {revoked.reason}",
+                self.now,
+                generation,
+            )
         return conditions
 
 

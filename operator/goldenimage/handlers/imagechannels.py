@@ -1,0 +1,313 @@
+"""ImageChannel handlers: gather the image's builds, the upstream channel and which artifacts
+still exist; plan; move the pointer with a conditional write; then publish it where consumers
+look (cloud parameters and tags, a ConfigMap)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import kopf
+from pydantic import ValidationError
+
+from ..api.conditions import find, set_condition
+from ..api.errors import summary
+from ..api.goldenimage import GoldenImageSpec
+from ..api.imagechannel import ChannelArtifact, ImageChannelStatus
+from ..api.resources import GoldenImage, ImageBuild, ImageChannel
+from ..clouds.base import Cloud, CloudError, Pointer
+from ..config import Config
+from ..kube import jobs, labels
+from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS, ConflictError
+from ..reconcile import imagechannel as planner
+from .context import Operator, current, log
+from .credentials import adapter
+
+CONFLICT_RETRIES = 5
+
+
+def key(namespace: str, name: str) -> tuple[str, str, str]:
+    return ("imagechannel", namespace, name)
+
+
+def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
+    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
+
+
+async def trigger_for_image(op: Operator, namespace: str, image: str) -> None:
+    """Builds of `image` changed: its channels may move."""
+    for body in await op.kube.list(IMAGECHANNELS, namespace):
+        if body.get("spec", {}).get("image") == image:
+            trigger(op, namespace, body["metadata"]["name"])
+
+
+async def reconcile(op: Operator, namespace: str, name: str) -> None:
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            await _reconcile_once(op, namespace, name)
+            return
+        except ConflictError:
+            log.info("ImageChannel %s/%s changed while it was reconciled; planning again", namespace, name)
+        except CloudError as exc:
+            log.warning("ImageChannel %s/%s: a cloud call failed, retrying soon: %s", namespace, name, exc)
+            trigger(op, namespace, name, 30)
+            return
+    log.warning("ImageChannel %s/%s kept changing; the next event retries", namespace, name)
+
+
+async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
+    body = await op.kube.get(IMAGECHANNELS, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        channel = ImageChannel.model_validate(body)
+    except ValidationError as exc:
+        await _invalid(op, body, summary(exc))
+        return
+    recipe = await _recipe(op, namespace, channel.spec.image)
+    observed = await _gather(op, channel, recipe)
+    plan = planner.plan(channel, observed)
+    status = plan.status
+    new_status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    resource_version = channel.metadata.resource_version
+    if new_status != (body.get("status") or {}):
+        # Conditional: of two concurrent moves, one wins and the other re-plans from it.
+        written = await op.kube.write_status(
+            IMAGECHANNELS, namespace, name, new_status, resource_version=resource_version
+        )
+        resource_version = written["metadata"]["resourceVersion"]
+        for action in plan.actions:
+            await op.kube.event(body, action.type, action.reason, action.message)
+        await _trigger_downstream(op, namespace, name)
+    published = await _publish(op, channel, status, recipe)
+    conditions = set_condition(
+        status.conditions, "Published", *published, now=datetime.now(UTC), generation=channel.metadata.generation
+    )
+    if conditions != status.conditions:
+        with_published = status.model_copy(update={"conditions": conditions})
+        dumped = with_published.model_dump(mode="json", by_alias=True, exclude_none=True)
+        try:
+            await op.kube.write_status(IMAGECHANNELS, namespace, name, dumped, resource_version=resource_version)
+        except ConflictError:
+            trigger(op, namespace, name)  # publication is idempotent: the next pass records it
+    if published[0] != "True":
+        trigger(op, namespace, name, 30)
+    if plan.requeue_after is not None:
+        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+
+
+async def _recipe(op: Operator, namespace: str, image: str) -> GoldenImageSpec | None:
+    """The image's recipe, for the credentials of the operator's own cloud calls."""
+    body = await op.kube.get(GOLDENIMAGES, namespace, image)
+    if body is None:
+        return None
+    try:
+        return GoldenImage.model_validate(body).spec
+    except ValidationError:
+        return None
+
+
+async def _cloud(op: Operator, recipe: GoldenImageSpec | None, cloud: str, namespace: str) -> Cloud | None:
+    if recipe is None:
+        return op.clouds.get(cloud)
+    return await adapter(op, recipe, cloud, namespace)
+
+
+async def _gather(op: Operator, channel: ImageChannel, recipe: GoldenImageSpec | None) -> planner.ChannelObservation:
+    namespace = channel.metadata.namespace or ""
+    image = channel.spec.image
+    builds: dict[int, planner.BuildView] = {}
+    for body in await op.kube.list(IMAGEBUILDS, namespace, labels.selector({labels.IMAGE: image})):
+        try:
+            build = ImageBuild.model_validate(body)
+        except ValidationError:
+            continue
+        if build.spec.image != image or build.metadata.deletion_timestamp is not None:
+            continue
+        builds[build.spec.version] = view(build)
+
+    upstream_status = None
+    upstream_exists = True
+    source = channel.spec.source
+    if source is not None and source.channel is not None:
+        upstream = await op.kube.get(IMAGECHANNELS, namespace, source.channel)
+        upstream_exists = upstream is not None
+        if upstream is not None and upstream.get("status"):
+            upstream_status = ImageChannelStatus.model_validate(upstream["status"])
+
+    # Which artifacts the channel could point at still exist: usable builds, current, history.
+    status = channel.status or ImageChannelStatus()
+    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for build_view in builds.values():
+        if build_view.validated_at is not None and build_view.revoked is None:
+            for a in build_view.artifacts:
+                wanted[a.cloud].add((a.region, a.id))
+    for entry in [status.current, *status.history]:
+        if entry is not None:
+            for a in entry.artifacts:
+                wanted[a.cloud].add((a.region, a.id))
+    missing: set[tuple[str, str]] = set()
+    for cloud_name, artifacts in wanted.items():
+        cloud = await _cloud(op, recipe, cloud_name, namespace)
+        if cloud is not None:
+            missing |= await asyncio.to_thread(cloud.missing_artifacts, sorted(artifacts))
+    return planner.ChannelObservation(
+        now=datetime.now(UTC),
+        builds=builds,
+        upstream=upstream_status,
+        upstream_exists=upstream_exists,
+        missing=frozenset(missing),
+    )
+
+
+def view(build: ImageBuild) -> planner.BuildView:
+    status = build.status
+    targets = {t.name: t for t in build.spec.recipe.targets}
+    artifacts = tuple(
+        ChannelArtifact(
+            target=t.name, cloud=targets[t.name].cloud if t.name in targets else t.cloud, region=a.region, id=a.id
+        )
+        for t in (status.targets if status else [])
+        if t.phase == "Succeeded"
+        for a in t.artifacts
+    )
+    validated = find(status.conditions, "Validated") if status else None
+    ready = find(status.conditions, "Ready") if status else None
+    return planner.BuildView(
+        name=build.metadata.name,
+        version=build.spec.version,
+        fingerprint=build.spec.fingerprint,
+        artifacts=artifacts,
+        validated_at=validated.last_transition_time if validated is not None and validated.status == "True" else None,
+        revoked=build.spec.revoked.reason if build.spec.revoked is not None else None,
+        state=ready.reason if ready is not None else "",
+    )
+
+
+async def _trigger_downstream(op: Operator, namespace: str, name: str) -> None:
+    for body in await op.kube.list(IMAGECHANNELS, namespace):
+        if (body.get("spec", {}).get("source") or {}).get("channel") == name:
+            trigger(op, namespace, body["metadata"]["name"])
+
+
+# -- publication -------------------------------------------------------------------------------
+
+
+def _pointers(artifacts: list[ChannelArtifact], cloud: str) -> list[Pointer]:
+    return [Pointer(target=a.target, region=a.region, image=a.id) for a in artifacts if a.cloud == cloud]
+
+
+async def _publish(
+    op: Operator, channel: ImageChannel, status: ImageChannelStatus, recipe: GoldenImageSpec | None
+) -> tuple[Literal["True", "False"], str, str]:
+    """Make every publication target say what `status.current` says: (status, reason, message)."""
+    publish = channel.spec.publish
+    if publish is None:
+        return ("True", "NothingToPublish", "spec.publish is empty")
+    namespace = channel.metadata.namespace or ""
+    current = list(status.current.artifacts) if status.current is not None else []
+    previous = list(status.history[0].artifacts) if status.history else []
+    done: list[str] = []
+    problems: list[str] = []
+    sections = publish.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for cloud_name in ("aws", "gcp", "azure"):
+        section = sections.get(cloud_name)
+        if not section:
+            continue
+        cloud = await _cloud(op, recipe, cloud_name, namespace)
+        if cloud is None:
+            problems.append(f"{cloud_name}: no adapter to publish with")
+            continue
+        try:
+            changes = await asyncio.to_thread(
+                cloud.publish,
+                channel.metadata.name,
+                section,
+                _pointers(current, cloud_name),
+                _pointers(previous, cloud_name),
+            )
+        except CloudError as exc:
+            problems.append(f"{cloud_name}: {exc}")
+            continue
+        done.append(cloud_name)
+        for change in changes:
+            log.info("ImageChannel %s/%s: %s", namespace, channel.metadata.name, change)
+    if publish.config_map is not None:
+        await _publish_config_map(op, channel, status)
+        done.append(f"ConfigMap {publish.config_map.name}")
+    if problems:
+        return ("False", "PublishFailed", "; ".join(problems))
+    return ("True", "Published", "published to " + ", ".join(done))
+
+
+async def _publish_config_map(op: Operator, channel: ImageChannel, status: ImageChannelStatus) -> None:
+    """The pointer for in-cluster consumers: version, build and artifacts as JSON, plus one key
+    per target and region (`<target>.<region>`)."""
+    assert channel.spec.publish is not None and channel.spec.publish.config_map is not None
+    meta = channel.metadata
+    entry = status.current
+    data: dict[str, str] = {"image": channel.spec.image, "channel": meta.name}
+    if entry is not None:
+        artifacts = [a.model_dump(mode="json", by_alias=True) for a in entry.artifacts]
+        data |= {
+            "version": str(entry.version),
+            "build": entry.build,
+            "promotedAt": entry.promoted_at.isoformat(),
+            "artifacts.json": json.dumps(artifacts, indent=2, sort_keys=True),
+            **{f"{a.target}.{a.region}": a.id for a in entry.artifacts},
+        }
+    name = channel.spec.publish.config_map.name
+    namespace = meta.namespace or ""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {labels.MANAGED_BY: labels.MANAGER, labels.IMAGE: channel.spec.image},
+            "ownerReferences": [
+                {**jobs.owner_reference("ImageChannel", meta.name, meta.uid or ""), "blockOwnerDeletion": False}
+            ],
+        },
+        "data": data,
+    }
+    existing = await op.kube.create(CONFIGMAPS, namespace, body)
+    if existing.get("data") != data:
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        await op.kube.replace(CONFIGMAPS, namespace, name, body)
+
+
+async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
+    status = ImageChannelStatus.model_validate(body.get("status") or {})
+    generation = body["metadata"].get("generation")
+    conditions = set_condition(
+        status.conditions, "Ready", "False", "InvalidSpec", message, datetime.now(UTC), generation
+    )
+    dumped = status.model_copy(update={"conditions": conditions}).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    if dumped != (body.get("status") or {}):
+        meta = body["metadata"]
+        await op.kube.write_status(IMAGECHANNELS, meta["namespace"], meta["name"], dumped, resource_version=None)
+        await op.kube.event(body, "Warning", "InvalidSpec", message)
+
+
+# -- kopf wiring -------------------------------------------------------------------------------
+
+
+@kopf.on.event("goldenimage.io", "v1alpha1", "imagechannels")
+async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    if type == "DELETED" or namespace is None:
+        return
+    op = current()
+    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+
+
+@kopf.timer("goldenimage.io", "v1alpha1", "imagechannels", interval=Config.from_env().resync.total_seconds())
+async def resync(name: str, namespace: str | None, **_: Any) -> None:
+    """Level-based safety net: soak times, vanished artifacts and publication drift."""
+    if namespace is not None:
+        trigger(current(), namespace, name)
