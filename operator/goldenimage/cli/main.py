@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from ..api import crdgen
 
@@ -67,7 +68,14 @@ def _operator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true")
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from ..local import demo
+
+    return demo.main(Path(args.dir), wait=not args.no_wait)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
+    "demo": ("the whole loop locally: build, boot-test, promote, roll back (see the README)", _demo),
     "operator": ("run the operator (configured by GOLDENIMAGE_* environment variables)", _operator),
     "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds),
     "local-cluster": ("run a local control plane with the CRDs and pod executor", _local_cluster),
@@ -81,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=help_text)
         if name == "operator":
             _operator_arguments(command)
+        if name == "demo":
+            command.add_argument("--dir", default=".local/demo", help="where the demo keeps its files and logs")
+            command.add_argument("--no-wait", action="store_true", help="stop everything when the story is told")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

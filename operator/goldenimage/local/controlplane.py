@@ -72,7 +72,8 @@ class ControlPlane:
     ) -> ControlPlane:
         """Start etcd, the API server and the controller manager; stops what started on failure."""
         owns = directory is None
-        root = Path(tempfile.mkdtemp(prefix="goldenimage-cp-")) if directory is None else directory
+        # Absolute: the executor maps pod paths onto it, and processes run in other directories.
+        root = Path(tempfile.mkdtemp(prefix="goldenimage-cp-")) if directory is None else directory.absolute()
         root.mkdir(parents=True, exist_ok=True)
         plane = cls(directory=root, binaries=binaries or find(build=build), _owns_directory=owns)
         try:
