@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,4 +83,8 @@ class LocalCluster:
         if self.executor is not None:
             processes.stop(self.executor)
             self.executor = None
+        # The executor removes its pods' directory when it stops; after a SIGKILL, this does.
+        pods = self.plane.directory / "x" / "p"
+        if pods.is_symlink():
+            shutil.rmtree(pods.resolve(), ignore_errors=True)
         self.plane.stop()

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import ssl
 import subprocess
@@ -512,15 +513,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     root = args.work_dir or Path(tempfile.mkdtemp(prefix="goldenimage-executor-"))
     root.mkdir(parents=True, exist_ok=True)
+    # Pods get their directories under a short root whatever the work directory is: programs put
+    # Unix sockets there, whose paths may not exceed 108 bytes. The work directory links to it.
+    pods = Path(tempfile.mkdtemp(prefix="gi-pods-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    link = root / "p"
+    link.unlink(missing_ok=True)
+    link.symlink_to(pods, target_is_directory=True)
     api = config.new_client_from_config(config_file=args.kubeconfig)
-    executor = Executor(client.CoreV1Api(api), args.node_name, root / "p", args.selector)
+    executor = Executor(client.CoreV1Api(api), args.node_name, pods, args.selector)
     serving = pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert and args.serving_key else None
     executor.log_port = serve_logs(executor, root, serving)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("local pod executor: node %s, pods labelled %s, work dir %s", args.node_name, args.selector, root)
-    executor.run(stop)
+    try:
+        executor.run(stop)
+    finally:
+        shutil.rmtree(pods, ignore_errors=True)
     return 0
 
 
