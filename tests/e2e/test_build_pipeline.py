@@ -4,6 +4,8 @@ pod executor, AWS in moto."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import yaml
 from goldenimage.kube import names
 from goldenimage.local.stack import Stack
 from goldenimage.packer import tags
-from support import examples, polling
+from support import examples, polling, procs
 from support.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -190,8 +192,12 @@ source "amazon-ebs" "hang" {
   ami_name                = "${var.build_id}-a${var.attempt}"
   communicator            = "none"
   custom_endpoint_ec2     = var.aws_endpoint
-  temporary_key_pair_name = "packer-${var.build_id}-a${var.attempt}"
-  run_tags                = { "goldenimage.io/build-id" = var.build_id }
+  temporary_key_pair_name = "packer-${var.build_id}-aws-a${var.attempt}"
+  run_tags = {
+    "goldenimage.io/build-id" = var.build_id
+    "goldenimage.io/target"   = "aws"
+    "goldenimage.io/attempt"  = var.attempt
+  }
 }
 build {
   sources = ["source.amazon-ebs.hang"]
@@ -269,6 +275,26 @@ def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
     )
     assert cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=doomed-1")["items"] == []
     _assert_nothing_left(ec2, identity, groups_before)
+
+
+def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, ec2: EC2) -> None:
+    """SIGKILL (a crashed node): Packer cannot clean up, so the operator sweeps what the failed
+    attempt left, by its build id, target and attempt."""
+    build, _ = _start_hanging_build(cluster, ns, ec2, "killed")
+    identity = build_id(build)
+    (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=killed-1")["items"]
+    work = f"/{pod['metadata']['uid'].replace('-', '')[:12]}/v/work"
+    (runner,) = [
+        pid for pid in procs.running_with(work) if "goldenimage-runner" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
+    os.killpg(runner, signal.SIGKILL)
+    failed = wait_failed(cluster, ns, "killed-1")
+    assert "exit code 137" in failed["status"]["targets"][0]["message"]
+    polling.until(lambda: _running_instances(ec2, identity) == [], what="the builder instance to be swept")
+    polling.until(
+        lambda: not [k for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"] if identity in k["KeyName"]],
+        what="the temporary key pair to be swept",
+    )
 
 
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])

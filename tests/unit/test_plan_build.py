@@ -21,6 +21,7 @@ from goldenimage.reconcile.actions import (
     DeleteJob,
     DeprecateArtifacts,
     Emit,
+    SweepAttempt,
 )
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
 from goldenimage.runner.result import Artifact, CheckOutcome, Result
@@ -220,7 +221,8 @@ def test_retryable_failure_retries_as_a_new_attempt_after_backoff() -> None:
     (target,) = result.status.targets
     assert (target.phase, target.attempt, target.next_attempt_at) == ("Pending", 2, NOW + timedelta(seconds=30))
     assert "InvalidAMIID.NotFound" in target.message
-    assert kinds(result.actions) == []
+    # What the failed attempt left behind goes before the next one starts.
+    assert kinds(result.actions) == [SweepAttempt("aws-eu", 1)]
     assert result.requeue_after == timedelta(seconds=30)
     assert condition(result.status) == ("False", "Building")
 
@@ -266,7 +268,7 @@ def test_permanent_error_fails_at_once() -> None:
     (target,) = result.status.targets
     assert (target.phase, target.attempt, target.error_class) == ("Failed", 1, "Permanent")
     assert "Unsupported block type" in target.message
-    assert kinds(result.actions) == []
+    assert kinds(result.actions) == [SweepAttempt("aws-eu", 1)]
 
 
 def test_failure_without_a_result_is_retried_with_the_jobs_reason() -> None:
@@ -293,7 +295,7 @@ def test_a_pod_that_cannot_start_fails_permanently_and_its_job_goes() -> None:
     status = ImageBuildStatus(targets=[building()])
     outcome = job("Active", stuck='CreateContainerConfigError: secret "rhsm" not found')
     result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
-    assert kinds(result.actions) == [DeleteJob("web-base-7-aws-eu-1")]
+    assert kinds(result.actions) == [DeleteJob("web-base-7-aws-eu-1"), SweepAttempt("aws-eu", 1)]
     assert result.status.targets[0].phase == "Failed"
     assert "secret" in result.status.targets[0].message
 

@@ -137,3 +137,29 @@ def test_hcl_strings_escape_quotes_backslashes_and_newlines() -> None:
         hcl.value({"goldenimage.io/x": 1, "plain": True})
         == '{\n  "goldenimage.io/x" = 1\n  plain              = true\n}'
     )
+
+
+def test_temporary_names_are_per_target_and_fit_the_clouds_limits() -> None:
+    long_ctx = BuildContext(
+        namespace="n",
+        image="i" * 40,
+        build="i" * 40 + "-1234567",
+        version=1234567,
+        build_id="i" * 40 + "-1234567-1a2b3c4d",
+    )
+    spec = recipes.spec(
+        """
+        targets:
+          - name: gcp-a-very-long-target-name-here
+            gcp: {project: platform-images, zone: europe-west1-b, source: {family: rhel-9}}
+          - name: gcp-b
+            gcp: {project: platform-images, zone: europe-west1-b, source: {family: rhel-9}}
+        """
+    )
+    names = set()
+    for target in spec.targets:
+        text = render_target(spec, target, long_ctx, source=None)
+        (name,) = re.findall(r'instance_name\s+= "([^"]+)-a\$\{var.attempt\}"', text)
+        assert len(name) + len("-a10") <= 63
+        names.add(name)
+    assert len(names) == 2

@@ -119,29 +119,41 @@ class Aws:
 
     # -- leftovers -----------------------------------------------------------------------
 
-    def leftovers(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
+    def leftovers(
+        self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
+    ) -> list[Resource]:
+        filters = self._tagged(build_id)
+        pair = f"packer-{build_id}-"
+        if target is not None:
+            filters.append({"Name": f"tag:{tags.TARGET}", "Values": [target]})
+            pair += f"{target}-a"
+            if attempt is not None:
+                filters.append({"Name": f"tag:{tags.ATTEMPT}", "Values": [str(attempt)]})
+                pair += str(attempt)
         out: list[Resource] = []
         for region in regions:
-            reservations = self._call(region, "describe_instances", Filters=self._tagged(build_id)) or {}
+            reservations = self._call(region, "describe_instances", Filters=filters) or {}
             for reservation in reservations.get("Reservations", []):
                 for instance in reservation["Instances"]:
                     if instance["State"]["Name"] not in ("terminated", "shutting-down"):
                         out.append(Resource("instance", region, instance["InstanceId"]))
-            volumes = self._call(region, "describe_volumes", Filters=self._tagged(build_id)) or {}
+            volumes = self._call(region, "describe_volumes", Filters=filters) or {}
             out += [Resource("volume", region, v["VolumeId"]) for v in volumes.get("Volumes", [])]
-            # Temporary key pairs are named after the build (Packer does not tag them).
+            # Temporary key pairs are named after the build and target (Packer does not tag them).
             pairs = self._call(region, "describe_key_pairs") or {}
             out += [
                 Resource("key-pair", region, k["KeyName"])
                 for k in pairs.get("KeyPairs", [])
-                if k["KeyName"].startswith(f"packer-{build_id}-a")
+                if (k["KeyName"] == pair if attempt is not None else k["KeyName"].startswith(pair))
             ]
-            groups = self._call(region, "describe_security_groups", Filters=self._tagged(build_id)) or {}
+            groups = self._call(region, "describe_security_groups", Filters=filters) or {}
             out += [Resource("security-group", region, g["GroupId"]) for g in groups.get("SecurityGroups", [])]
         return out
 
-    def sweep(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
-        found = self.leftovers(build_id, regions)
+    def sweep(
+        self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
+    ) -> list[Resource]:
+        found = self.leftovers(build_id, regions, target, attempt)
         # Dependency order: instances hold volumes and groups.
         order = {"instance": 0, "volume": 1, "key-pair": 2, "security-group": 3}
         for resource in sorted(found, key=lambda r: order[r.kind]):

@@ -60,10 +60,15 @@ class Cloud(Protocol):
         """Delete an image and what it consists of (e.g. an AMI and its snapshots); a missing
         image counts as deleted. Returns what was deleted."""
 
-    def leftovers(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
-        """Temporary build resources that still exist: instances, volumes, key pairs, groups."""
+    def leftovers(
+        self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
+    ) -> list[Resource]:
+        """Temporary build resources that still exist (instances, volumes, key pairs, groups), of
+        the whole build or only of one target's attempt."""
 
-    def sweep(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
+    def sweep(
+        self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
+    ) -> list[Resource]:
         """Delete the leftovers; returns what was deleted."""
 
     def missing_artifacts(self, artifacts: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

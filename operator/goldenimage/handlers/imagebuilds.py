@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..api.conditions import set_condition
 from ..api.errors import summary
+from ..api.goldenimage import Target
 from ..api.imagebuild import ImageBuildStatus
 from ..api.resources import ImageBuild
 from ..clouds.base import CloudError
@@ -23,7 +24,15 @@ from ..kube.client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, SECRETS, Conflict
 from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
-from ..reconcile.actions import CreateInputs, CreateJob, CreateValidationJob, DeleteJob, DeprecateArtifacts, Emit
+from ..reconcile.actions import (
+    CreateInputs,
+    CreateJob,
+    CreateValidationJob,
+    DeleteJob,
+    DeprecateArtifacts,
+    Emit,
+    SweepAttempt,
+)
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -123,6 +132,8 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
             await op.kube.create(JOBS, namespace, job)
         elif isinstance(action, DeleteJob):
             await op.kube.delete(JOBS, namespace, action.name)
+        elif isinstance(action, SweepAttempt):
+            await _sweep_attempt(op, build, action)
         elif isinstance(action, DeprecateArtifacts):
             # Before the status says so: if this fails, the next reconcile tries again.
             for note in await _deprecate(op, build, action):
@@ -144,6 +155,23 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
             await op.kube.event(body, action.type, action.reason, action.message)
     if plan.requeue_after is not None:
         trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+
+
+def regions(target: Target) -> list[str]:
+    """Every region a target's build touches."""
+    return [target.location] + (list(target.aws.copy_to_regions) if target.aws else [])
+
+
+async def _sweep_attempt(op: Operator, build: ImageBuild, action: SweepAttempt) -> None:
+    target = next(t for t in build.spec.recipe.targets if t.name == action.target)
+    cloud = await adapter(op, build.spec.recipe, target.cloud, build.metadata.namespace or "")
+    if cloud is None:
+        return
+    build_id = names.build_id(build.metadata.name, build.metadata.uid or "")
+    swept = await asyncio.to_thread(cloud.sweep, build_id, regions(target), action.target, action.attempt)
+    if swept:
+        left = ", ".join(map(str, swept))
+        log.info("ImageBuild %s: attempt %d left %s; deleted", build.metadata.name, action.attempt, left)
 
 
 async def _deprecate(op: Operator, build: ImageBuild, action: DeprecateArtifacts) -> list[str]:
@@ -296,13 +324,12 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
                         f"target {target.name}: no {target.cloud} adapter; artifacts kept",
                     )
                 continue
-            regions = [target.location] + (list(target.aws.copy_to_regions) if target.aws else [])
             # Temporary resources are never wanted, whatever the policy.
-            deleted += [str(r) for r in await asyncio.to_thread(cloud.sweep, build_id, regions)]
+            deleted += [str(r) for r in await asyncio.to_thread(cloud.sweep, build_id, regions(target))]
             if policy != "Delete":
                 continue
             artifacts = {(a.region, a.id) for a in (recorded[target.name].artifacts if target.name in recorded else [])}
-            found = await asyncio.to_thread(cloud.find_artifacts, build_id, regions)
+            found = await asyncio.to_thread(cloud.find_artifacts, build_id, regions(target))
             artifacts |= {(r.region, r.id) for r in found}
             for region, artifact in sorted(artifacts):
                 deleted += [str(r) for r in await asyncio.to_thread(cloud.delete_artifact, region, artifact)]

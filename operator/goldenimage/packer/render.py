@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..api.goldenimage import GoldenImageSpec, Provisioner, Target
+from ..kube.names import fit
 from . import tags
 from .generalize import LINUX as GENERALIZE_LINUX
 from .generalize import secret_scan
@@ -72,6 +73,12 @@ def resource_tags(recipe: GoldenImageSpec, target: Target, ctx: BuildContext) ->
     out: dict[str, object] = dict(tags.for_cloud(target.cloud, fixed))
     out[tags.key_for(target.cloud, tags.ATTEMPT)] = ATTEMPT
     return out
+
+
+def temporary_name(ctx: BuildContext, target: Target, limit: int = 200) -> str:
+    """The name of a temporary resource without a tag (an AWS key pair, a GCP instance): per
+    build and target, so that leftovers can be found by name; the attempt is appended."""
+    return fit(f"packer-{ctx.build_id}-{target.name}", limit)
 
 
 def artifact_name(ctx: BuildContext) -> Expr:
@@ -188,7 +195,7 @@ def _source(
             attrs["encrypt_boot"] = aws.encryption.encrypted
             attrs["kms_key_id"] = aws.encryption.kms_key_id
         attrs |= {"tags": TAGS, "snapshot_tags": TAGS, "run_tags": TAGS, "run_volume_tags": TAGS}
-        attrs["temporary_key_pair_name"] = _Template(f"packer-{ctx.build_id}-a${{var.attempt}}")
+        attrs["temporary_key_pair_name"] = _Template(f"{temporary_name(ctx, target)}-a${{var.attempt}}")
         attrs |= _communicator(target, settings, aws.ssh_username)
         block = Block("source", labels, attrs)
         if amis.attributes:
@@ -213,7 +220,7 @@ def _source(
             "network": gcp.network,
             "subnetwork": gcp.subnetwork,
             "disk_size": gcp.disk_size_gb,
-            "instance_name": _Template(f"packer-{ctx.build_id}-a${{var.attempt}}"),
+            "instance_name": _Template(f"{temporary_name(ctx, target, limit=56)}-a${{var.attempt}}"),
         }
         attrs |= _communicator(target, settings, gcp.ssh_username)
         return Block("source", labels, attrs)

@@ -46,6 +46,15 @@ class DeleteJob:
 
 
 @dataclass(frozen=True)
+class SweepAttempt:
+    """Delete what a failed attempt left in the cloud (Packer cleans up after SIGTERM, not after
+    SIGKILL or an evicted node)."""
+
+    target: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class DeprecateArtifacts:
     """Mark a revoked build's artifacts deprecated in their clouds."""
 
@@ -67,5 +76,13 @@ class AnnotateBuild:
 
 
 Action = (
-    Emit | CreateInputs | CreateJob | CreateValidationJob | DeleteJob | DeprecateArtifacts | CreateBuild | AnnotateBuild
+    Emit
+    | CreateInputs
+    | CreateJob
+    | CreateValidationJob
+    | DeleteJob
+    | SweepAttempt
+    | DeprecateArtifacts
+    | CreateBuild
+    | AnnotateBuild
 )

@@ -17,7 +17,16 @@ from ..packer import inputs as packer_inputs
 from ..packer.bundle import BundleTooLargeError, bundle
 from ..packer.render import BuildContext, Settings
 from . import backoff
-from .actions import Action, CreateInputs, CreateJob, CreateValidationJob, DeleteJob, DeprecateArtifacts, Emit
+from .actions import (
+    Action,
+    CreateInputs,
+    CreateJob,
+    CreateValidationJob,
+    DeleteJob,
+    DeprecateArtifacts,
+    Emit,
+    SweepAttempt,
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,7 @@ class _Planner:
         finished_at: datetime | None = None,
     ) -> TargetStatus:
         finished = finished_at or self.now
+        self.actions.append(SweepAttempt(target.name, status.attempt))
         recipe = self.build.spec.recipe
         max_attempts = recipe.build.max_attempts if recipe.build else 3
         attempt = status.attempt

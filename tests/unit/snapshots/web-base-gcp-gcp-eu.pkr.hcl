@@ -41,7 +41,7 @@ source "googlecompute" "gcp-eu" {
   image_labels            = local.resource_tags
   labels                  = local.resource_tags
   image_storage_locations = ["eu"]
-  instance_name           = "packer-web-base-7-1a2b3c4d-a${var.attempt}"
+  instance_name           = "packer-web-base-7-1a2b3c4d-gcp-eu-a${var.attempt}"
   communicator            = "ssh"
   ssh_username            = "packer"
   ssh_timeout             = "20m"

@@ -48,7 +48,7 @@ source "amazon-ebs" "aws-eu" {
   snapshot_tags           = local.resource_tags
   run_tags                = local.resource_tags
   run_volume_tags         = local.resource_tags
-  temporary_key_pair_name = "packer-web-base-7-1a2b3c4d-a${var.attempt}"
+  temporary_key_pair_name = "packer-web-base-7-1a2b3c4d-aws-eu-a${var.attempt}"
   communicator            = "ssh"
   ssh_username            = "ec2-user"
   ssh_timeout             = "20m"
