@@ -11,7 +11,7 @@ from goldenimage.api.conditions import Condition, find
 from goldenimage.api.goldenimage import GoldenImageStatus
 from goldenimage.api.resources import GoldenImage
 from goldenimage.packer.fingerprint import fingerprint, image_recipe
-from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild
+from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild
 from goldenimage.reconcile.goldenimage import BuildSummary, ImageObservation, plan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -200,3 +200,22 @@ def test_deletion_policy_is_kept_in_step_on_every_build() -> None:
     assert [a for a in actions if isinstance(a, AnnotateBuild)] == [
         AnnotateBuild("web-base-1", {"goldenimage.io/deletion-policy": "Delete"})
     ]
+
+
+def deleted(result: Any) -> list[str]:
+    return [a.name for a in result.actions if isinstance(a, DeleteBuild)]
+
+
+def test_retention_keeps_the_newest_versions_and_everything_a_channel_references() -> None:
+    spec = SPEC + "retention: {keepVersions: 2}\n"
+    builds = [summary(v, spec, validated=v < 4) for v in range(1, 6)]
+    result = plan(image(spec), observe(*builds, referenced=frozenset({"web-base-1"})))
+    # 5 and 4 are the newest two; 3 is the newest validated (4 and 5 are not); 1 is referenced.
+    assert deleted(result) == ["web-base-2"]
+    assert created(result) is None
+
+
+def test_retention_never_deletes_unfinished_or_already_deleting_builds() -> None:
+    spec = SPEC + "retention: {keepVersions: 1}\n"
+    builds = [summary(1, spec, finished=False), summary(2, spec, deleting=True), summary(3, spec, validated=True)]
+    assert deleted(plan(image(spec), observe(*builds))) == []

@@ -17,11 +17,11 @@ from ..api.resources import GoldenImage, ImageBuild
 from ..clouds.base import CloudError, SourceNotFoundError
 from ..config import Config
 from ..kube import jobs, labels
-from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS
+from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
 from ..reconcile import goldenimage as planner
-from ..reconcile.actions import AnnotateBuild, CreateBuild, Emit
+from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -53,6 +53,8 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
     for action in plan.actions:
         if isinstance(action, CreateBuild):
             await op.kube.create(IMAGEBUILDS, namespace, _build_object(image, action))
+        elif isinstance(action, DeleteBuild):
+            await op.kube.delete(IMAGEBUILDS, namespace, action.name)
         elif isinstance(action, AnnotateBuild):
             await op.kube.merge_patch(
                 IMAGEBUILDS, namespace, action.name, {"metadata": {"annotations": action.annotations}}
@@ -94,8 +96,18 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
                 deleting=build.metadata.deletion_timestamp is not None,
                 validated=build.status is not None and is_true(build.status.conditions, "Validated"),
                 revoked=build.spec.revoked is not None,
+                finished=_finished(build),
             )
         )
+
+    referenced: set[str] = set()
+    for channel in await op.kube.list(IMAGECHANNELS, namespace):
+        if channel.get("spec", {}).get("image") != name:
+            continue
+        state = channel.get("status") or {}
+        for entry in [state.get("current"), *(state.get("history") or [])]:
+            if entry:
+                referenced.add(entry.get("build", ""))
 
     digests: dict[str, str] = {}
     missing: list[str] = []
@@ -128,7 +140,18 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
         source_errors=errors,
         inputs=digests,
         missing_inputs=missing,
+        referenced=frozenset(referenced),
     )
+
+
+def _finished(build: ImageBuild) -> bool:
+    """Nothing of the build is running or still to start."""
+    status = build.status
+    if status is None or not status.targets:
+        return False
+    if any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
+        return False
+    return all(v.phase in ("Passed", "Failed") for v in status.validation)
 
 
 def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:

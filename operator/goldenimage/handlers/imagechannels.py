@@ -82,6 +82,10 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         for action in plan.actions:
             await op.kube.event(body, action.type, action.reason, action.message)
         await _trigger_downstream(op, namespace, name)
+        # What channels reference decides what retention may delete.
+        from . import goldenimages
+
+        goldenimages.trigger(op, namespace, channel.spec.image)
     published = await _publish(op, channel, status, recipe)
     conditions = set_condition(
         status.conditions, "Published", *published, now=datetime.now(UTC), generation=channel.metadata.generation

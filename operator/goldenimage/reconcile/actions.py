@@ -70,6 +70,13 @@ class CreateBuild:
 
 
 @dataclass(frozen=True)
+class DeleteBuild:
+    """Retire a version beyond the retention policy (its finalizer applies the deletion policy)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class AnnotateBuild:
     name: str
     annotations: Mapping[str, str]
@@ -84,5 +91,6 @@ Action = (
     | SweepAttempt
     | DeprecateArtifacts
     | CreateBuild
+    | DeleteBuild
     | AnnotateBuild
 )

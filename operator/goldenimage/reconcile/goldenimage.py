@@ -15,7 +15,7 @@ from ..api.imagebuild import BuildReason, ImageBuildSpec
 from ..api.resources import GoldenImage
 from ..kube import labels, names
 from ..packer.fingerprint import fingerprint, image_recipe
-from .actions import Action, AnnotateBuild, CreateBuild, Emit
+from .actions import Action, AnnotateBuild, CreateBuild, DeleteBuild, Emit
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class BuildSummary:
     deleting: bool = False
     validated: bool = False
     revoked: bool = False
+    finished: bool = True  # no Job of it is running or still to start
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ImageObservation:
     # Digest of every ConfigMap key the recipe reads ("name/key" -> sha256:...).
     inputs: Mapping[str, str] = field(default_factory=dict)
     missing_inputs: Sequence[str] = ()
+    # Builds a channel points at now or in its history: retention never deletes them.
+    referenced: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,20 @@ def _next_rebuild(image: GoldenImage, latest: BuildSummary | None) -> datetime |
     if policy.max_age:
         due.append(latest.created + durations.parse(policy.max_age))
     return min(due, default=None)
+
+
+def _retire(keep: int, observed: ImageObservation) -> list[Action]:
+    """Delete versions beyond the newest `keep`, except those a channel references (now or in its
+    history), the newest validated one, and builds still at work."""
+    live = sorted((b for b in observed.builds if not b.deleting), key=lambda b: b.version, reverse=True)
+    newest_validated = next((b.name for b in live if b.validated and not b.revoked), None)
+    out: list[Action] = []
+    for build in live[keep:]:
+        if build.name in observed.referenced or build.name == newest_validated or not build.finished:
+            continue
+        out.append(DeleteBuild(build.name))
+        out.append(Emit("Normal", "VersionRetired", f"version {build.version} is beyond keepVersions ({keep})"))
+    return out
 
 
 def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
@@ -142,6 +159,7 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
     for build in observed.builds:
         if not build.deleting and build.annotations.get(labels.DELETION_POLICY) != policy:
             actions.append(AnnotateBuild(build.name, {labels.DELETION_POLICY: policy}))
+    actions += _retire(spec.retention.keep_versions if spec.retention else 10, observed)
 
     # Status: the newest version and what its build says.
     latest_name: str | None = None
