@@ -39,4 +39,6 @@ fi
 
 step "control plane binaries"
 bash hack/build-control-plane.sh >/dev/null
+step "helm"
+bash hack/build-helm.sh >/dev/null
 step "ready"

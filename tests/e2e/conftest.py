@@ -12,7 +12,7 @@ import pytest
 from goldenimage.local.aws import CREDENTIALS
 from goldenimage.local.instances import InstanceAgent, Services, prepare_validation
 from goldenimage.local.stack import Stack
-from support import components, procs
+from support import chart, components, procs
 from support.cluster import Cluster
 from support.namespaces import make_namespace
 
@@ -25,7 +25,9 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         components.missing("the local pod executor", "end-to-end tests run on the project's local control plane")
     components.packer()
     assert cluster.local is not None
-    running = Stack.attach(cluster.local, namespaces=("e2e-*",))
+    # The operator runs as the Helm chart's ServiceAccount: its RBAC must be enough, and is tested.
+    identity = chart.operator_kubeconfig(cluster, components.helm(), cluster.local.plane.directory)
+    running = Stack.attach(cluster.local, namespaces=("e2e-*",), operator_kubeconfig=identity)
     procs.started(running.pids)
     try:
         yield running

@@ -24,3 +24,22 @@ def packer() -> str:
     if not path:
         missing("packer", "install it (`apt-get install packer`) or run ./hack/test.sh, which does")
     return path
+
+
+def helm() -> str:
+    """helm from HELM, the project's cached build (hack/build-helm.sh), or PATH."""
+    import subprocess
+    from pathlib import Path
+
+    if os.environ.get("HELM"):
+        return os.environ["HELM"]
+    script = Path(__file__).resolve().parents[2] / "hack" / "build-helm.sh"
+    found = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, env={**os.environ, "GOLDENIMAGE_NO_BUILD": "1"}
+    )
+    if found.returncode == 0:
+        return found.stdout.strip().splitlines()[-1]
+    on_path = shutil.which("helm")
+    if not on_path:
+        missing("helm", "build it with `bash hack/build-helm.sh` (./hack/test.sh does)")
+    return on_path

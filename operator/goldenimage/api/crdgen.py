@@ -1,7 +1,7 @@
-"""Generates the CustomResourceDefinitions from the models.
+"""Generates the CustomResourceDefinitions from the models, into crds/ and the Helm chart.
 
-python -m goldenimage.api.crdgen            # write crds/*.yaml
-python -m goldenimage.api.crdgen --check    # exit 1 if crds/ differs from the models
+python -m goldenimage.api.crdgen            # write crds/ and charts/goldenimage-operator/crds/
+python -m goldenimage.api.crdgen --check    # exit 1 if either differs from the models
 """
 
 from __future__ import annotations
@@ -99,21 +99,24 @@ def check(output: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m goldenimage.api.crdgen", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
-    parser.add_argument("--output", type=Path, default=paths.CRDS, help="directory of the CRD files")
+    parser.add_argument("--output", type=Path, action="append", help="directory of the CRD files (repeatable)")
     args = parser.parse_args(argv)
+    outputs: list[Path] = args.output or list(paths.CRD_DIRECTORIES)
     if args.check:
-        problems = check(args.output)
+        problems = [p for output in outputs for p in check(output)]
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
             print("CRDs are out of date: run `python -m goldenimage.api.crdgen`", file=sys.stderr)
             return 1
-        print(f"{len(RESOURCES)} CRDs in {args.output} match the models ({API_VERSION})")
+        where = " and ".join(str(o) for o in outputs)
+        print(f"{len(RESOURCES)} CRDs in {where} match the models ({API_VERSION})")
         return 0
-    args.output.mkdir(parents=True, exist_ok=True)
-    for name, content in files().items():
-        (args.output / name).write_text(content)
-        print(f"wrote {args.output / name}")
+    for output in outputs:
+        output.mkdir(parents=True, exist_ok=True)
+        for name, content in files().items():
+            (output / name).write_text(content)
+            print(f"wrote {output / name}")
     return 0
 
 

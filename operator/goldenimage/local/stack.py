@@ -31,6 +31,8 @@ class Stack:
     health_port: int = 0
     owns_cluster: bool = True
     namespaces: tuple[str, ...] = ()
+    # The identity the operator runs as; the cluster's admin when unset.
+    operator_kubeconfig: Path | None = None
 
     @classmethod
     def start(
@@ -56,10 +58,17 @@ class Stack:
         namespaces: tuple[str, ...] = (),
         operator_env: dict[str, str] | None = None,
         owns_cluster: bool = False,
+        operator_kubeconfig: Path | None = None,
     ) -> Stack:
         """moto and the operator around a running cluster; the operator watches `namespaces`
         (glob patterns) or all of them."""
-        stack = cls(cluster, Moto(cluster.plane.directory / "moto"), owns_cluster=owns_cluster, namespaces=namespaces)
+        stack = cls(
+            cluster,
+            Moto(cluster.plane.directory / "moto"),
+            owns_cluster=owns_cluster,
+            namespaces=namespaces,
+            operator_kubeconfig=operator_kubeconfig,
+        )
         try:
             stack.moto = Moto.start(cluster.plane.directory / "moto")
             stack.start_operator(operator_env or {})
@@ -81,7 +90,7 @@ class Stack:
         return {
             **env,
             **CREDENTIALS,  # the operator's own identity in moto
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig or self.kubeconfig),
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             "GOLDENIMAGE_AWS_ENDPOINT_URL": self.moto.endpoint,
             # moto's instances never boot: build without connecting to them.
