@@ -157,13 +157,15 @@ def test_inputs_changed_since_the_version_was_created_block_the_build() -> None:
     result = plan(
         build(), observe(inputs_exist=False, input_contents={"web-baseline/baseline.yml": "changed"}), SETTINGS
     )
-    assert kinds(result.actions) == []
+    assert kinds(result.actions) == [SweepAttempt("aws-eu", 1)]
     assert condition(result.status) == ("False", "InputsChanged")
+    # It can never be built: the target fails, so that retention may retire the version.
+    assert result.status.targets[0].phase == "Failed"
 
 
 def test_missing_input_blocks_the_build() -> None:
     result = plan(build(), observe(inputs_exist=False, input_contents={}), SETTINGS)
-    assert kinds(result.actions) == []
+    assert kinds(result.actions) == [SweepAttempt("aws-eu", 1)]
     assert condition(result.status) == ("False", "MissingInput")
 
 
@@ -404,3 +406,16 @@ def test_revocation_deprecates_the_artifacts_once_and_blocks_readiness() -> None
     assert condition(result.status, "Deprecated") == ("True", "Revoked")
     again = plan(target.model_copy(update={"status": result.status}), observe(), SETTINGS)
     assert not [a for a in again.actions if isinstance(a, DeprecateArtifacts)]
+
+
+def test_revoking_a_build_mid_way_stops_it_and_deprecates_what_was_built() -> None:
+    done = built("eu-west-1")
+    running = building(1, "gcp-eu", "gcp")
+    status = ImageBuildStatus(targets=[done, running])
+    result = plan(build(2, status=status, revoked="CVE-2026-1234"), observe(jobs=job("Active", 1, "gcp-eu")), SETTINGS)
+    actions = kinds(result.actions)
+    assert DeleteJob("web-base-7-gcp-eu-1") in actions
+    assert [t.phase for t in result.status.targets] == ["Succeeded", "Failed"]
+    assert result.status.targets[1].message == "revoked before it was built"
+    assert DeprecateArtifacts((("aws-eu", "eu-west-1", "ami-eu-west-1"),), "CVE-2026-1234") in actions
+    assert all(v.phase == "Failed" for v in result.status.validation)

@@ -145,6 +145,8 @@ def test_rebuild_token_creates_one_version_per_new_token() -> None:
     build = created(result)
     assert build is not None and build.spec.reason == "RebuildRequested"
     assert build.annotations["goldenimage.io/rebuild-token"] == "t1"
+    first = plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe(summary(1)))
+    assert first.status.handled_rebuild_token == "t1"
     handled = summary(2, annotations={"goldenimage.io/rebuild-token": "t1"})
     assert created(plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe(summary(1), handled))) is None
     again = created(plan(image(annotations={"goldenimage.io/rebuild": "t2"}), observe(summary(1), handled)))
@@ -219,3 +221,24 @@ def test_retention_never_deletes_unfinished_or_already_deleting_builds() -> None
     spec = SPEC + "retention: {keepVersions: 1}\n"
     builds = [summary(1, spec, finished=False), summary(2, spec, deleting=True), summary(3, spec, validated=True)]
     assert deleted(plan(image(spec), observe(*builds))) == []
+
+
+def test_a_token_present_from_the_start_is_answered_by_the_first_version() -> None:
+    first = created(plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe()))
+    assert first is not None and first.spec.reason == "Initial"
+    assert first.annotations["goldenimage.io/rebuild-token"] == "t1"
+    answered = summary(1, annotations={"goldenimage.io/rebuild-token": "t1"})
+    assert created(plan(image(annotations={"goldenimage.io/rebuild": "t1"}), observe(answered))) is None
+
+
+def test_a_handled_token_does_not_fire_again_after_its_build_is_retired() -> None:
+    status = GoldenImageStatus(latest_version=6, handled_rebuild_token="t1")
+    assert (
+        created(plan(image(annotations={"goldenimage.io/rebuild": "t1"}, status=status), observe(summary(6)))) is None
+    )
+
+
+def test_no_scheduled_rebuild_while_the_latest_build_is_at_work() -> None:
+    aged = SPEC + "rebuild: {maxAge: 1h}\n"
+    busy = summary(1, aged, created=NOW - timedelta(hours=3), finished=False)
+    assert created(plan(image(aged), observe(busy))) is None

@@ -3,11 +3,12 @@ retention policy."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field
 
+from . import durations
 from .base import Format, Model, ObjectName, Rule, at_most_one_of, exactly_one_of, unique_by
 from .conditions import ConditionList
 from .types import (
@@ -400,6 +401,15 @@ class BuildPolicy(Model):
 
 
 class RebuildPolicy(Model):
+    rules = (
+        Rule(
+            "!has(self.maxAge) || self.maxAge.matches(r'[1-9][0-9]*d') || "
+            "(!self.maxAge.contains('d') && duration(self.maxAge) >= duration('1h'))",
+            "rebuild.maxAge must be at least 1h",
+            lambda m: m.max_age is None or durations.parse(m.max_age) >= timedelta(hours=1),
+        ),
+    )
+
     schedule: CronSchedule | None = Field(None, description="Cron schedule (UTC) of routine rebakes.")
     max_age: Duration | None = Field(None, description="Rebuild when the latest build is older than this.")
     on_source_change: bool = Field(True, description="Rebuild when a source image filter resolves to a new image.")

@@ -61,12 +61,38 @@ class Serializer:
         self.later(key, 0.0, fn)
 
 
+Trigger = Callable[["Operator", str, str], None]
+
+
 @dataclass
 class Operator:
     config: Config
     kube: Kube
     clouds: Clouds
     serializer: Serializer = field(default_factory=Serializer)
+    # Every object seen, by kind, for the periodic resync. (kopf timers would do, but they make
+    # kopf put its finalizer on every object, which then cannot be deleted without the operator.)
+    known: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    triggers: dict[str, Trigger] = field(default_factory=dict)
+
+    def track(self, kind: str, namespace: str, name: str, *, present: bool) -> None:
+        keys = self.known.setdefault(kind, set())
+        if present:
+            keys.add((namespace, name))
+        else:
+            keys.discard((namespace, name))
+
+    async def resync_forever(self) -> None:
+        """Level-based safety net: every object is reconciled again each resync interval, which
+        also heals missed events and drives soak times, source changes and schedules."""
+        interval = self.config.resync.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            for kind, keys in self.known.items():
+                trigger = self.triggers.get(kind)
+                if trigger is not None:
+                    for namespace, name in sorted(keys):
+                        trigger(self, namespace, name)
 
 
 _current: Operator | None = None

@@ -10,18 +10,17 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from ..api.conditions import find, is_true, set_condition
+from ..api.conditions import find, is_true
 from ..api.errors import summary
-from ..api.goldenimage import GoldenImageStatus
 from ..api.resources import GoldenImage, ImageBuild
 from ..clouds.base import CloudError, SourceNotFoundError
-from ..config import Config
 from ..kube import jobs, labels
 from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
 from ..reconcile import goldenimage as planner
 from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
+from . import invalid
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -41,7 +40,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
     try:
         image = GoldenImage.model_validate(body)
     except ValidationError as exc:
-        await _invalid(op, body, summary(exc))
+        await invalid.report(op, GOLDENIMAGES, body, summary(exc))
         return
     try:
         observed = await _gather(op, image)
@@ -61,7 +60,9 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
             )
     new_status = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
     if new_status != (body.get("status") or {}):
-        await op.kube.write_status(GOLDENIMAGES, namespace, name, new_status, resource_version=None)
+        await op.kube.write_status(
+            GOLDENIMAGES, namespace, name, new_status, resource_version=None, old=body.get("status") or {}
+        )
     for action in plan.actions:
         if isinstance(action, Emit):
             await op.kube.event(body, action.type, action.reason, action.message)
@@ -172,32 +173,12 @@ def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:
     }
 
 
-async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
-    """A spec the API server admitted but the models refuse (e.g. a cron field out of range)."""
-    status = GoldenImageStatus.model_validate(body.get("status") or {})
-    generation = body["metadata"].get("generation")
-    conditions = set_condition(
-        status.conditions, "Ready", "False", "InvalidSpec", message, datetime.now(UTC), generation
-    )
-    new = status.model_copy(update={"conditions": conditions, "observed_generation": generation})
-    dumped = new.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if dumped != (body.get("status") or {}):
-        meta = body["metadata"]
-        await op.kube.write_status(GOLDENIMAGES, meta["namespace"], meta["name"], dumped, resource_version=None)
-        await op.kube.event(body, "Warning", "InvalidSpec", message)
-
-
 @kopf.on.event("goldenimage.io", "v1alpha1", "goldenimages")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if type == "DELETED" or namespace is None:
+    if namespace is None:
         return
     op = current()
+    op.track("goldenimage", namespace, name, present=type != "DELETED")
+    if type == "DELETED":
+        return
     await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
-
-
-@kopf.timer("goldenimage.io", "v1alpha1", "goldenimages", interval=Config.from_env().resync.total_seconds())
-async def resync(name: str, namespace: str | None, **_: Any) -> None:
-    """Level-based safety net, and the clock for source changes, changed ConfigMap inputs and
-    scheduled rebuilds."""
-    if namespace is not None:
-        trigger(current(), namespace, name)

@@ -12,13 +12,10 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from ..api.conditions import set_condition
 from ..api.errors import summary
 from ..api.goldenimage import Target
-from ..api.imagebuild import ImageBuildStatus
 from ..api.resources import ImageBuild
 from ..clouds.base import CloudError
-from ..config import Config
 from ..kube import jobs, labels, names, results
 from ..kube.client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, SECRETS, ConflictError
 from ..packer import inputs as packer_inputs
@@ -33,6 +30,7 @@ from ..reconcile.actions import (
     Emit,
     SweepAttempt,
 )
+from . import invalid
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -86,7 +84,7 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
     try:
         build = ImageBuild.model_validate(body)
     except ValidationError as exc:
-        await _invalid(op, body, summary(exc, prefix=""))
+        await invalid.report(op, IMAGEBUILDS, body, summary(exc))
         return
     if _terminal(build):
         return
@@ -143,7 +141,7 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
     if new_status != old_status:
         # Conditional: artifact IDs recorded by another writer in between must not be lost.
         await op.kube.write_status(
-            IMAGEBUILDS, namespace, name, new_status, resource_version=build.metadata.resource_version
+            IMAGEBUILDS, namespace, name, new_status, resource_version=build.metadata.resource_version, old=old_status
         )
         # The image summarizes its builds; channels follow them.
         from . import goldenimages, imagechannels
@@ -266,18 +264,6 @@ def _inputs_config_map(build: ImageBuild, data: dict[str, str] | Any) -> dict[st
     }
 
 
-async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
-    status = ImageBuildStatus.model_validate(body.get("status") or {})
-    now = datetime.now(UTC)
-    generation = body["metadata"].get("generation")
-    conditions = set_condition(status.conditions, "Ready", "False", "InvalidSpec", message, now, generation)
-    new = status.model_copy(update={"conditions": conditions}).model_dump(mode="json", by_alias=True, exclude_none=True)
-    if new != (body.get("status") or {}):
-        meta = body["metadata"]
-        await op.kube.write_status(IMAGEBUILDS, meta["namespace"], meta["name"], new, resource_version=None)
-        await op.kube.event(body, "Warning", "InvalidSpec", message)
-
-
 # -- deletion ----------------------------------------------------------------------------------
 
 
@@ -344,9 +330,12 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
 
 @kopf.on.event("goldenimage.io", "v1alpha1", "imagebuilds")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if type == "DELETED" or namespace is None:
+    if namespace is None:
         return
     op = current()
+    op.track("imagebuild", namespace, name, present=type != "DELETED")
+    if type == "DELETED":
+        return
     await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
 
 
@@ -355,13 +344,6 @@ async def on_job_event(labels: Mapping[str, str], namespace: str | None, **_: An
     build = labels.get(BUILD_LABEL)
     if build and namespace is not None:
         trigger(current(), namespace, build)
-
-
-@kopf.timer("goldenimage.io", "v1alpha1", "imagebuilds", interval=Config.from_env().resync.total_seconds())
-async def resync(name: str, namespace: str | None, **_: Any) -> None:
-    """Level-based safety net: a missed event is healed at the next tick."""
-    if namespace is not None:
-        trigger(current(), namespace, name)
 
 
 @kopf.on.delete("goldenimage.io", "v1alpha1", "imagebuilds")

@@ -11,18 +11,18 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.conditions import find, set_condition
 from ..api.errors import summary
-from ..api.goldenimage import GoldenImageSpec
 from ..api.imagechannel import ChannelArtifact, ImageChannelStatus
-from ..api.resources import GoldenImage, ImageBuild, ImageChannel
-from ..clouds.base import Cloud, CloudError, Pointer
-from ..config import Config
+from ..api.resources import ImageBuild, ImageChannel
+from ..clouds.base import CloudError, Pointer
 from ..kube import jobs, labels
-from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS, ConflictError
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, ConflictError
 from ..reconcile import imagechannel as planner
+from . import invalid
 from .context import Operator, current, log
 from .credentials import adapter
 
@@ -65,10 +65,9 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
     try:
         channel = ImageChannel.model_validate(body)
     except ValidationError as exc:
-        await _invalid(op, body, summary(exc))
+        await invalid.report(op, IMAGECHANNELS, body, summary(exc))
         return
-    recipe = await _recipe(op, namespace, channel.spec.image)
-    observed = await _gather(op, channel, recipe)
+    observed, builds = await _gather(op, channel)
     plan = planner.plan(channel, observed)
     status = plan.status
     new_status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -76,7 +75,7 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
     if new_status != (body.get("status") or {}):
         # Conditional: of two concurrent moves, one wins and the other re-plans from it.
         written = await op.kube.write_status(
-            IMAGECHANNELS, namespace, name, new_status, resource_version=resource_version
+            IMAGECHANNELS, namespace, name, new_status, resource_version=resource_version, old=body.get("status") or {}
         )
         resource_version = written["metadata"]["resourceVersion"]
         for action in plan.actions:
@@ -86,7 +85,7 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         from . import goldenimages
 
         goldenimages.trigger(op, namespace, channel.spec.image)
-    published = await _publish(op, channel, status, recipe)
+    published = await _publish(op, channel, status, builds)
     conditions = set_condition(
         status.conditions, "Published", *published, now=datetime.now(UTC), generation=channel.metadata.generation
     )
@@ -94,7 +93,9 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         with_published = status.model_copy(update={"conditions": conditions})
         dumped = with_published.model_dump(mode="json", by_alias=True, exclude_none=True)
         try:
-            await op.kube.write_status(IMAGECHANNELS, namespace, name, dumped, resource_version=resource_version)
+            await op.kube.write_status(
+                IMAGECHANNELS, namespace, name, dumped, resource_version=resource_version, old=new_status
+            )
         except ConflictError:
             trigger(op, namespace, name)  # publication is idempotent: the next pass records it
     if published[0] != "True":
@@ -103,35 +104,25 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
 
 
-async def _recipe(op: Operator, namespace: str, image: str) -> GoldenImageSpec | None:
-    """The image's recipe, for the credentials of the operator's own cloud calls."""
-    body = await op.kube.get(GOLDENIMAGES, namespace, image)
-    if body is None:
-        return None
-    try:
-        return GoldenImage.model_validate(body).spec
-    except ValidationError:
-        return None
-
-
-async def _cloud(op: Operator, recipe: GoldenImageSpec | None, cloud: str, namespace: str) -> Cloud | None:
-    if recipe is None:
-        return op.clouds.get(cloud)
-    return await adapter(op, recipe, cloud, namespace)
-
-
-async def _gather(op: Operator, channel: ImageChannel, recipe: GoldenImageSpec | None) -> planner.ChannelObservation:
+async def _gather(op: Operator, channel: ImageChannel) -> tuple[planner.ChannelObservation, dict[int, ImageBuild]]:
     namespace = channel.metadata.namespace or ""
     image = channel.spec.image
-    builds: dict[int, planner.BuildView] = {}
+    builds: dict[int, ImageBuild] = {}
+    views: dict[int, planner.BuildView] = {}
+    unreadable: list[str] = []
     for body in await op.kube.list(IMAGEBUILDS, namespace, labels.selector({labels.IMAGE: image})):
         try:
             build = ImageBuild.model_validate(body)
         except ValidationError:
+            unreadable.append(body["metadata"]["name"])
             continue
         if build.spec.image != image or build.metadata.deletion_timestamp is not None:
             continue
-        builds[build.spec.version] = view(build)
+        builds[build.spec.version] = build
+        views[build.spec.version] = view(build)
+    if unreadable:
+        # Unknown is not missing: keep the pointer rather than fall back from a build we cannot read.
+        raise CloudError(f"ImageBuilds {', '.join(unreadable)} do not match the API; not moving")
 
     upstream_status = None
     upstream_exists = True
@@ -142,29 +133,39 @@ async def _gather(op: Operator, channel: ImageChannel, recipe: GoldenImageSpec |
         if upstream is not None and upstream.get("status"):
             upstream_status = ImageChannelStatus.model_validate(upstream["status"])
 
-    # Which artifacts the channel could point at still exist: usable builds, current, history.
+    # Which artifacts the channel could point at still exist: those of usable builds and of the
+    # entries it points or pointed at, asked with each build's own credentials.
     status = channel.status or ImageChannelStatus()
-    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for build_view in builds.values():
-        if build_view.validated_at is not None and build_view.revoked is None:
-            for a in build_view.artifacts:
-                wanted[a.cloud].add((a.region, a.id))
-    for entry in [status.current, *status.history]:
-        if entry is not None:
-            for a in entry.artifacts:
-                wanted[a.cloud].add((a.region, a.id))
+    relevant = {e.version for e in [status.current, *status.history] if e is not None}
+    relevant |= {v for v, b in views.items() if b.validated_at is not None and b.revoked is None}
     missing: set[tuple[str, str]] = set()
-    for cloud_name, artifacts in wanted.items():
-        cloud = await _cloud(op, recipe, cloud_name, namespace)
-        if cloud is not None:
-            missing |= await asyncio.to_thread(cloud.missing_artifacts, sorted(artifacts))
-    return planner.ChannelObservation(
+    for version in sorted(relevant & builds.keys()):
+        build = builds[version]
+        by_cloud: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for a in views[version].artifacts:
+            by_cloud[a.cloud].append((a.region, a.id))
+        for cloud_name, artifacts in by_cloud.items():
+            try:
+                cloud = await adapter(op, build.spec.recipe, cloud_name, namespace)
+                if cloud is not None:
+                    missing |= await asyncio.to_thread(cloud.missing_artifacts, artifacts)
+            except CloudError as exc:
+                # Unknown is not missing: such artifacts count as present until a check succeeds.
+                log.warning(
+                    "ImageChannel %s/%s: cannot check %s: %s",
+                    namespace,
+                    channel.metadata.name,
+                    build.metadata.name,
+                    exc,
+                )
+    observed = planner.ChannelObservation(
         now=datetime.now(UTC),
-        builds=builds,
+        builds=views,
         upstream=upstream_status,
         upstream_exists=upstream_exists,
         missing=frozenset(missing),
     )
+    return observed, builds
 
 
 def view(build: ImageBuild) -> planner.BuildView:
@@ -200,12 +201,16 @@ async def _trigger_downstream(op: Operator, namespace: str, name: str) -> None:
 # -- publication -------------------------------------------------------------------------------
 
 
+class PublishError(Exception):
+    pass
+
+
 def _pointers(artifacts: list[ChannelArtifact], cloud: str) -> list[Pointer]:
     return [Pointer(target=a.target, region=a.region, image=a.id) for a in artifacts if a.cloud == cloud]
 
 
 async def _publish(
-    op: Operator, channel: ImageChannel, status: ImageChannelStatus, recipe: GoldenImageSpec | None
+    op: Operator, channel: ImageChannel, status: ImageChannelStatus, builds: dict[int, ImageBuild]
 ) -> tuple[Literal["True", "False"], str, str]:
     """Make every publication target say what `status.current` says: (status, reason, message)."""
     publish = channel.spec.publish
@@ -217,15 +222,19 @@ async def _publish(
     done: list[str] = []
     problems: list[str] = []
     sections = publish.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # Publication uses the credentials of the build pointed at (or the newest one).
+    build = builds.get(status.current.version) if status.current is not None else None
+    if build is None and builds:
+        build = builds[max(builds)]
     for cloud_name in ("aws", "gcp", "azure"):
         section = sections.get(cloud_name)
         if not section:
             continue
-        cloud = await _cloud(op, recipe, cloud_name, namespace)
-        if cloud is None:
-            problems.append(f"{cloud_name}: no adapter to publish with")
-            continue
         try:
+            cloud = await adapter(op, build.spec.recipe, cloud_name, namespace) if build else op.clouds.get(cloud_name)
+            if cloud is None:
+                problems.append(f"{cloud_name}: no adapter to publish with")
+                continue
             changes = await asyncio.to_thread(
                 cloud.publish,
                 channel.metadata.name,
@@ -240,8 +249,11 @@ async def _publish(
         for change in changes:
             log.info("ImageChannel %s/%s: %s", namespace, channel.metadata.name, change)
     if publish.config_map is not None:
-        await _publish_config_map(op, channel, status)
-        done.append(f"ConfigMap {publish.config_map.name}")
+        try:
+            await _publish_config_map(op, channel, status)
+            done.append(f"ConfigMap {publish.config_map.name}")
+        except (ApiException, PublishError) as exc:
+            problems.append(f"ConfigMap {publish.config_map.name}: {getattr(exc, 'reason', exc)}")
     if problems:
         return ("False", "PublishFailed", "; ".join(problems))
     return ("True", "Published", "published to " + ", ".join(done))
@@ -279,24 +291,12 @@ async def _publish_config_map(op: Operator, channel: ImageChannel, status: Image
         "data": data,
     }
     existing = await op.kube.create(CONFIGMAPS, namespace, body)
+    owners = {o.get("uid") for o in existing["metadata"].get("ownerReferences", [])}
+    if meta.uid not in owners:
+        raise PublishError(f"ConfigMap {name} exists and is not this channel's; it is left alone")
     if existing.get("data") != data:
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await op.kube.replace(CONFIGMAPS, namespace, name, body)
-
-
-async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
-    status = ImageChannelStatus.model_validate(body.get("status") or {})
-    generation = body["metadata"].get("generation")
-    conditions = set_condition(
-        status.conditions, "Ready", "False", "InvalidSpec", message, datetime.now(UTC), generation
-    )
-    dumped = status.model_copy(update={"conditions": conditions}).model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    if dumped != (body.get("status") or {}):
-        meta = body["metadata"]
-        await op.kube.write_status(IMAGECHANNELS, meta["namespace"], meta["name"], dumped, resource_version=None)
-        await op.kube.event(body, "Warning", "InvalidSpec", message)
 
 
 # -- kopf wiring -------------------------------------------------------------------------------
@@ -304,14 +304,10 @@ async def _invalid(op: Operator, body: dict[str, Any], message: str) -> None:
 
 @kopf.on.event("goldenimage.io", "v1alpha1", "imagechannels")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if type == "DELETED" or namespace is None:
+    if namespace is None:
         return
     op = current()
+    op.track("imagechannel", namespace, name, present=type != "DELETED")
+    if type == "DELETED":
+        return
     await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
-
-
-@kopf.timer("goldenimage.io", "v1alpha1", "imagechannels", interval=Config.from_env().resync.total_seconds())
-async def resync(name: str, namespace: str | None, **_: Any) -> None:
-    """Level-based safety net: soak times, vanished artifacts and publication drift."""
-    if namespace is not None:
-        trigger(current(), namespace, name)

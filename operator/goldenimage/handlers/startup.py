@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,7 +12,10 @@ from ..clouds.registry import Clouds
 from ..config import Config
 from ..kube import labels
 from ..kube.client import Kube, api_client
+from . import goldenimages, imagebuilds, imagechannels
 from .context import Operator, install
+
+_resync: asyncio.Task[None] | None = None
 
 
 @kopf.on.startup()
@@ -30,7 +34,22 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    install(Operator(config=Config.from_env(), kube=Kube(api_client()), clouds=Clouds(Config.from_env())))
+    config = Config.from_env()
+    operator = Operator(config=config, kube=Kube(api_client()), clouds=Clouds(config))
+    operator.triggers = {
+        "goldenimage": goldenimages.trigger,
+        "imagebuild": imagebuilds.trigger,
+        "imagechannel": imagechannels.trigger,
+    }
+    install(operator)
+    global _resync
+    _resync = asyncio.create_task(operator.resync_forever())
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    if _resync is not None:
+        _resync.cancel()
 
 
 @kopf.on.probe(id="ready")

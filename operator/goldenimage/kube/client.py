@@ -64,6 +64,23 @@ class NotFoundError(Exception):
     pass
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: a key `new` lacks becomes
+    null, which removes it; lists are replaced whole."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
 def api_client() -> client.ApiClient:
     """In-cluster credentials, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
@@ -168,10 +185,18 @@ class Kube:
         return patched
 
     async def write_status(
-        self, kind: Kind, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None,
+        old: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Replace status fields; conditional on `resource_version` when given."""
-        patch: dict[str, Any] = {"status": status}
+        """Make status equal `status`; conditional on `resource_version` when given. Fields of
+        `old` (the status the decision was made from) that `status` lacks are removed."""
+        patch: dict[str, Any] = {"status": merge_patch(old or {}, status)}
         if resource_version is not None:
             patch["metadata"] = {"resourceVersion": resource_version}
         return await self.merge_patch(kind, namespace, name, patch, subresource="status")

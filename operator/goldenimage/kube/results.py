@@ -46,12 +46,14 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
     state: Literal["Active", "Succeeded", "Failed"] = "Active"
     finished = None
     problem = ""
-    if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+    # Only the final conditions count: with FailureTarget or SuccessCriteriaMet the Pod may still be
+    # terminating, and Packer still cleaning up.
+    if "Complete" in conditions:
         state = "Succeeded"
-        finished = _time((conditions.get("Complete") or conditions["SuccessCriteriaMet"]).get("lastTransitionTime"))
-    elif "Failed" in conditions or "FailureTarget" in conditions:
+        finished = _time(conditions["Complete"].get("lastTransitionTime"))
+    elif "Failed" in conditions:
         state = "Failed"
-        failed = conditions.get("Failed") or conditions["FailureTarget"]
+        failed = conditions["Failed"]
         finished = _time(failed.get("lastTransitionTime"))
         if failed.get("reason") == "DeadlineExceeded":
             deadline = job.get("spec", {}).get("activeDeadlineSeconds")

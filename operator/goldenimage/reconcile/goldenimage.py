@@ -124,9 +124,14 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
             reason = "SourceChanged"
         else:
             reason = "RunnerChanged"
-    elif token and not any(b.annotations.get(labels.REBUILD_TOKEN) == token for b in observed.builds):
+    elif (
+        token
+        and token != status.handled_rebuild_token
+        and not any(b.annotations.get(labels.REBUILD_TOKEN) == token for b in observed.builds)
+    ):
         reason = "RebuildRequested"
-    elif next_rebuild is not None and now >= next_rebuild:
+    elif next_rebuild is not None and now >= next_rebuild and latest is not None and latest.finished:
+        # Never while the latest build is still at work: a short maxAge must not pile up builds.
         schedule = spec.rebuild.schedule if spec.rebuild else None
         reason = "Scheduled" if schedule and cron.parse(schedule).next_after(latest.created) <= now else "MaxAge"
 
@@ -137,7 +142,8 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
         version = max(versions) + 1
         name = names.build(image.metadata.name, version)
         annotations = {labels.DELETION_POLICY: policy}
-        if reason == "RebuildRequested":
+        if token:
+            # Whatever made this version, the token present now is answered by it.
             annotations[labels.REBUILD_TOKEN] = token
         created = CreateBuild(
             name=name,
@@ -195,6 +201,7 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
             "sources": sources,
             "last_build_at": now if created is not None else (latest.created if latest else None),
             "next_rebuild_at": next_rebuild,
+            "handled_rebuild_token": token if created is not None and token else status.handled_rebuild_token,
             "conditions": conditions,
         }
     )

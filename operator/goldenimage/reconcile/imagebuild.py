@@ -90,6 +90,10 @@ def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tu
     return None
 
 
+# Reasons a build can never start; a missing Secret, by contrast, may still appear.
+PERMANENT_BLOCKS = frozenset({"InputsChanged", "MissingInput", "InvalidInputs"})
+
+
 class _Planner:
     def __init__(self, build: ImageBuild, observed: BuildObservation, settings: BuildSettings) -> None:
         self.build = build
@@ -151,6 +155,14 @@ class _Planner:
             return status
         job = names.build_job(self.build.metadata.name, target.name, status.attempt)
         outcome = self.observed.jobs.get(job)
+        if self.build.spec.revoked is not None and not (outcome and outcome.result and outcome.result.ok):
+            # A revoked version is not worth finishing.
+            if outcome is not None and outcome.state == "Active":
+                self.actions.append(DeleteJob(job))
+            return self._failed(target, status, "Permanent", "revoked before it was built")
+        if self.blocked is not None and self.blocked[0] in PERMANENT_BLOCKS:
+            # The inputs this version recorded are gone or changed: it can never be built.
+            return self._failed(target, status, "Permanent", self.blocked[1])
         if outcome is None:
             if status.phase == "Building":
                 return self._failed(target, status, "Retryable", "the Job disappeared before it reported a result")
@@ -281,7 +293,10 @@ class _Planner:
             if entry.phase == "Running":
                 return self._validation_failed(entry, "the validation Job disappeared before it reported a result")
             if self.build.spec.revoked is not None:
-                return entry  # nothing to prove about a revoked build
+                # Nothing to prove about a revoked build.
+                return entry.model_copy(
+                    update={"phase": "Failed", "finished_at": self.now, "message": "revoked before validation"}
+                )
             self.actions.append(CreateValidationJob(target.name, entry.region, entry.artifact))
             return entry.model_copy(update={"phase": "Running", "job_name": job, "started_at": self.now})
         entry = entry.model_copy(
@@ -326,6 +341,7 @@ class _Planner:
         deprecated = next((c for c in self.status.conditions if c.type == "Deprecated"), None)
         if deprecated is not None and deprecated.status == "True":
             return
+        # Targets are terminal by now (a revoked build stops): every artifact there will be is here.
         artifacts = tuple((t.name, a.region, a.id) for t in targets for a in t.artifacts)
         if artifacts:
             self.actions.append(DeprecateArtifacts(artifacts, revoked.reason))
