@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -78,7 +80,13 @@ class Aws:
         filters = [{"Name": "name", "Values": [f.name]}, {"Name": "state", "Values": ["available"]}]
         filters += [{"Name": k, "Values": [v]} for k, v in sorted(f.filters.items())]
         found = self._call(target.aws.region, "describe_images", Owners=list(f.owners), Filters=filters)
-        images = (found or {}).get("Images", [])
+        now = datetime.now(UTC).isoformat()
+        images = [
+            i
+            for i in (found or {}).get("Images", [])
+            if not any(t["Key"] == REVOKED_TAG for t in i.get("Tags", []))
+            and not (i.get("DeprecationTime") and i["DeprecationTime"] <= now)
+        ]
         if not images:
             raise SourceNotFoundError(
                 f"no AMI in {target.aws.region} matches name {f.name!r} owned by {', '.join(f.owners)}"
@@ -92,21 +100,37 @@ class Aws:
 
     # -- artifacts -----------------------------------------------------------------------
 
+    def _all(self, region: str, method: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated describe call (not found: none)."""
+        try:
+            pages = self.ec2(region).get_paginator(method).paginate(**kwargs)
+            return [item for page in pages for item in page.get(key, [])]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return []
+            raise CloudError(f"ec2 {method} in {region}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise CloudError(f"ec2 {method} in {region}: {exc}") from exc
+
     def _tagged(self, build_id: str) -> list[dict[str, Any]]:
         return [{"Name": f"tag:{tags.BUILD_ID}", "Values": [build_id]}]
 
     def find_artifacts(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
         out = []
         for region in regions:
-            found = self._call(region, "describe_images", Owners=["self"], Filters=self._tagged(build_id))
-            out += [Resource("image", region, i["ImageId"]) for i in (found or {}).get("Images", [])]
+            found = self._all(region, "describe_images", "Images", Owners=["self"], Filters=self._tagged(build_id))
+            out += [Resource("image", region, i["ImageId"]) for i in found]
         return out
 
-    def delete_artifact(self, region: str, artifact_id: str) -> list[Resource]:
+    def delete_artifact(self, region: str, artifact_id: str, build_id: str) -> list[Resource]:
         found = self._call(region, "describe_images", ImageIds=[artifact_id])
         images = (found or {}).get("Images", [])
         if not images:
             return []
+        carried = {t["Key"]: t["Value"] for t in images[0].get("Tags", [])}.get(tags.BUILD_ID)
+        if carried != build_id:
+            # Only what this build made: status is no licence to delete anyone's image.
+            raise CloudError(f"{artifact_id} in {region} does not carry {tags.BUILD_ID}={build_id}; not deleting it")
         snapshots = [m["Ebs"]["SnapshotId"] for m in images[0].get("BlockDeviceMappings", []) if "Ebs" in m]
         snapshots = [s for s in snapshots if s]
         # Deregister first: a snapshot in use by an AMI cannot be deleted.
@@ -130,42 +154,54 @@ class Aws:
             if attempt is not None:
                 filters.append({"Name": f"tag:{tags.ATTEMPT}", "Values": [str(attempt)]})
                 pair += str(attempt)
+        named = re.compile(re.escape(pair) + (r"$" if attempt is not None else (r"\d+$" if target else r".+-a\d+$")))
         out: list[Resource] = []
         for region in regions:
-            reservations = self._call(region, "describe_instances", Filters=filters) or {}
-            for reservation in reservations.get("Reservations", []):
+            for reservation in self._all(region, "describe_instances", "Reservations", Filters=filters):
                 for instance in reservation["Instances"]:
                     if instance["State"]["Name"] not in ("terminated", "shutting-down"):
                         out.append(Resource("instance", region, instance["InstanceId"]))
-            volumes = self._call(region, "describe_volumes", Filters=filters) or {}
-            out += [Resource("volume", region, v["VolumeId"]) for v in volumes.get("Volumes", [])]
+            volumes = self._all(region, "describe_volumes", "Volumes", Filters=filters)
+            out += [Resource("volume", region, v["VolumeId"]) for v in volumes if v.get("State") != "in-use"]
             # Temporary key pairs are named after the build and target (Packer does not tag them).
-            pairs = self._call(region, "describe_key_pairs") or {}
-            out += [
-                Resource("key-pair", region, k["KeyName"])
-                for k in pairs.get("KeyPairs", [])
-                if (k["KeyName"] == pair if attempt is not None else k["KeyName"].startswith(pair))
-            ]
-            groups = self._call(region, "describe_security_groups", Filters=filters) or {}
-            out += [Resource("security-group", region, g["GroupId"]) for g in groups.get("SecurityGroups", [])]
+            pairs = (self._call(region, "describe_key_pairs") or {}).get("KeyPairs", [])
+            out += [Resource("key-pair", region, k["KeyName"]) for k in pairs if named.match(k["KeyName"])]
+            groups = self._all(region, "describe_security_groups", "SecurityGroups", Filters=filters)
+            out += [Resource("security-group", region, g["GroupId"]) for g in groups]
+            if attempt is not None:
+                # Images of an attempt that failed were never recorded: they would only leak.
+                images = self._all(region, "describe_images", "Images", Owners=["self"], Filters=filters)
+                out += [Resource("image", region, i["ImageId"]) for i in images]
         return out
 
     def sweep(
         self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
     ) -> list[Resource]:
         found = self.leftovers(build_id, regions, target, attempt)
-        # Dependency order: instances hold volumes and groups.
-        order = {"instance": 0, "volume": 1, "key-pair": 2, "security-group": 3}
+        # Dependency order: instances hold volumes and groups. Each resource on its own: a group
+        # still in use by a terminating instance is deleted at the next sweep.
+        order = {"image": 0, "instance": 1, "volume": 2, "key-pair": 3, "security-group": 4}
+        deleted: list[Resource] = []
+        failures: list[str] = []
         for resource in sorted(found, key=lambda r: order[r.kind]):
-            if resource.kind == "instance":
-                self._call(resource.region, "terminate_instances", InstanceIds=[resource.id])
-            elif resource.kind == "volume":
-                self._call(resource.region, "delete_volume", VolumeId=resource.id)
-            elif resource.kind == "key-pair":
-                self._call(resource.region, "delete_key_pair", KeyName=resource.id)
-            else:
-                self._call(resource.region, "delete_security_group", GroupId=resource.id)
-        return found
+            try:
+                if resource.kind == "image":
+                    deleted += self.delete_artifact(resource.region, resource.id, build_id)
+                    continue
+                if resource.kind == "instance":
+                    self._call(resource.region, "terminate_instances", InstanceIds=[resource.id])
+                elif resource.kind == "volume":
+                    self._call(resource.region, "delete_volume", VolumeId=resource.id)
+                elif resource.kind == "key-pair":
+                    self._call(resource.region, "delete_key_pair", KeyName=resource.id)
+                else:
+                    self._call(resource.region, "delete_security_group", GroupId=resource.id)
+                deleted.append(resource)
+            except CloudError as exc:
+                failures.append(f"{resource}: {exc}")
+        if failures:
+            raise CloudError("; ".join(failures))
+        return deleted
 
     # -- artifacts: existence and deprecation --------------------------------------------
 
@@ -175,15 +211,21 @@ class Aws:
             by_region[region].add(image)
         missing: set[tuple[str, str]] = set()
         for region, images in by_region.items():
-            found = self._call(region, "describe_images", Filters=[{"Name": "image-id", "Values": sorted(images)}])
-            usable = {i["ImageId"] for i in (found or {}).get("Images", []) if i.get("State") == "available"}
+            ids = sorted(images)
+            usable: set[str] = set()
+            for start in range(0, len(ids), 100):  # filters take at most 200 values
+                chunk = [{"Name": "image-id", "Values": ids[start : start + 100]}]
+                found = self._all(region, "describe_images", "Images", Filters=chunk)
+                usable |= {i["ImageId"] for i in found if i.get("State") == "available"}
             missing |= {(region, i) for i in images - usable}
         return missing
 
     def deprecate(self, region: str, artifact_id: str, reason: str) -> str | None:
         self._call(region, "create_tags", Resources=[artifact_id], Tags=[{"Key": REVOKED_TAG, "Value": reason[:256]}])
+        # AWS refuses a time in the past and rounds to the minute: a little ahead.
+        when = (datetime.now(UTC) + timedelta(minutes=2)).replace(second=0, microsecond=0)
         try:
-            self.ec2(region).enable_image_deprecation(ImageId=artifact_id, DeprecateAt=datetime.now(UTC))
+            self.ec2(region).enable_image_deprecation(ImageId=artifact_id, DeprecateAt=when)
         except ResponseParserError:
             return f"{artifact_id} in {region} is tagged {REVOKED_TAG}; this endpoint has no image deprecation"
         except ClientError as exc:
@@ -192,6 +234,8 @@ class Aws:
                 return None
             if code in {"InvalidAction", "NotImplemented", "UnsupportedOperation"}:
                 return f"{artifact_id} in {region} is tagged {REVOKED_TAG}; this endpoint has no image deprecation"
+            raise CloudError(f"EC2 enable_image_deprecation in {region}: {exc}") from exc
+        except BotoCoreError as exc:
             raise CloudError(f"EC2 enable_image_deprecation in {region}: {exc}") from exc
         return None
 
@@ -213,6 +257,8 @@ class Aws:
             "ImageId": image,
             "MinCount": 1,
             "MaxCount": 1,
+            # Idempotent launch: a retried request cannot start a second, untracked instance.
+            "ClientToken": uuid.uuid4().hex,
             "InstanceType": (
                 settings.instance_type if settings and settings.instance_type else target.aws.instance_type
             ),
@@ -231,8 +277,17 @@ class Aws:
             groups = self._select(
                 region, "describe_security_groups", "SecurityGroups", settings.security_group_selector
             )
+            if settings.security_group_selector is not None and not groups:
+                raise CloudError(f"no security group in {region} has the tags {settings.security_group_selector.tags}")
             if groups:
                 request["SecurityGroupIds"] = sorted(groups)
+            if settings.address == "public":
+                interface: dict[str, Any] = {"DeviceIndex": 0, "AssociatePublicIpAddress": True}
+                if "SubnetId" in request:
+                    interface["SubnetId"] = request.pop("SubnetId")
+                if "SecurityGroupIds" in request:
+                    interface["Groups"] = request.pop("SecurityGroupIds")
+                request["NetworkInterfaces"] = [interface]
             if settings.iam_instance_profile:
                 request["IamInstanceProfile"] = {"Name": settings.iam_instance_profile}
         response = self._call(region, "run_instances", **request)
@@ -274,20 +329,28 @@ class Aws:
             service="ssm",
             InstanceIds=[instance.id],
             DocumentName="AWS-RunShellScript",
-            Parameters={"commands": [command]},
+            Parameters={"commands": [command], "executionTimeout": [str(max(30, int(timeout)))]},
             TimeoutSeconds=max(30, int(timeout)),
         )
         command_id = sent["Command"]["CommandId"]
         deadline = time.monotonic() + timeout
         while True:
-            result = self._call(
-                instance.region, "get_command_invocation", service="ssm", CommandId=command_id, InstanceId=instance.id
-            )
-            status = (result or {}).get("Status", "Pending")
+            try:
+                result = self.client("ssm", instance.region).get_command_invocation(
+                    CommandId=command_id, InstanceId=instance.id
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvocationDoesNotExist":
+                    raise CloudError(f"ssm get_command_invocation in {instance.region}: {exc}") from exc
+                result = {}  # not registered yet: still pending
+            except BotoCoreError as exc:
+                raise CloudError(f"ssm get_command_invocation in {instance.region}: {exc}") from exc
+            status = result.get("Status", "Pending")
             if status not in ("Pending", "InProgress", "Delayed"):
                 output = (result.get("StandardOutputContent", "") + result.get("StandardErrorContent", "")).strip()
                 return int(result.get("ResponseCode", -1)), output
             if time.monotonic() > deadline:
+                self._call(instance.region, "cancel_command", service="ssm", CommandId=command_id)
                 raise CloudError(f"command did not finish within {timeout:.0f}s")
             time.sleep(1)
 
@@ -300,31 +363,42 @@ class Aws:
     # -- publication ---------------------------------------------------------------------
 
     def publish(
-        self, channel: str, publish: Mapping[str, object], current: Sequence[Pointer], previous: Sequence[Pointer]
+        self,
+        scope: Mapping[str, str],
+        publish: Mapping[str, object],
+        current: Sequence[Pointer],
+        previous: Sequence[Pointer],
     ) -> list[str]:
         changes: list[str] = []
-        targets = sorted({p.target for p in [*current, *previous]})
         parameter = publish.get("ssmParameter")
         tag = publish.get("tag")
         if isinstance(parameter, str):
-            changes += self._parameters(parameter, targets, current, previous)
+            changes += self._parameters(parameter, current, previous)
         if isinstance(tag, Mapping):
-            changes += self._tags(str(tag["key"]), str(tag["value"]), current, previous)
+            changes += self._tags(str(tag["key"]), str(tag["value"]), scope, current, previous)
         return changes
 
-    def _parameters(
-        self, base: str, targets: list[str], current: Sequence[Pointer], previous: Sequence[Pointer]
-    ) -> list[str]:
-        # One AWS target: the parameter itself; several: one parameter per target beneath it.
-        def name(target: str) -> str:
-            return base if len(targets) <= 1 else f"{base}/{target}"
+    @staticmethod
+    def _parameter_names(base: str, pointers: Sequence[Pointer]) -> dict[tuple[str, str], str]:
+        """(target, region) -> parameter: the parameter itself for an image with one AWS target,
+        one parameter per target beneath it for several."""
+        targets = {p.target for p in pointers}
+        return {(p.target, p.region): base if len(targets) <= 1 else f"{base}/{p.target}" for p in pointers}
 
+    def _parameters(self, base: str, current: Sequence[Pointer], previous: Sequence[Pointer]) -> list[str]:
         changes = []
-        wanted = {(name(p.target), p.region): p.image for p in current}
+        names = self._parameter_names(base, current)
+        wanted = {(names[(p.target, p.region)], p.region): p.image for p in current}
         for (parameter, region), image in sorted(wanted.items()):
             found = self._call(region, "get_parameter", service="ssm", Name=parameter)
-            if found is not None and found["Parameter"]["Value"] == image:
-                continue
+            if found is not None:
+                if found["Parameter"].get("DataType") != "aws:ec2:image":
+                    raise CloudError(
+                        f"SSM parameter {parameter} in {region} exists and is not an aws:ec2:image parameter; "
+                        "it is left alone"
+                    )
+                if found["Parameter"]["Value"] == image:
+                    continue
             self._call(
                 region,
                 "put_parameter",
@@ -336,35 +410,41 @@ class Aws:
                 Overwrite=True,
             )
             changes.append(f"SSM parameter {parameter} in {region} = {image}")
-        for pointer in previous:
-            key = (name(pointer.target), pointer.region)
-            if (
-                key not in wanted
-                and self._call(pointer.region, "get_parameter", service="ssm", Name=key[0]) is not None
-            ):
-                self._call(pointer.region, "delete_parameter", service="ssm", Name=key[0])
-                changes.append(f"SSM parameter {key[0]} in {pointer.region} deleted")
+        # What only the previous entry had (a region, or a naming that changed with the targets).
+        stale = {(n, r) for (_, r), n in self._parameter_names(base, previous).items()} - wanted.keys()
+        for parameter, region in sorted(stale):
+            found = self._call(region, "get_parameter", service="ssm", Name=parameter)
+            if found is not None and found["Parameter"].get("DataType") == "aws:ec2:image":
+                self._call(region, "delete_parameter", service="ssm", Name=parameter)
+                changes.append(f"SSM parameter {parameter} in {region} deleted")
         return changes
 
-    def _tags(self, key: str, value: str, current: Sequence[Pointer], previous: Sequence[Pointer]) -> list[str]:
-        """Exactly one image per region carries the channel tag: the new one is tagged before the
-        old one is untagged, so a consumer filtering on it may briefly see two (take the newest),
-        never none."""
+    def _tags(
+        self,
+        key: str,
+        value: str,
+        scope: Mapping[str, str],
+        current: Sequence[Pointer],
+        previous: Sequence[Pointer],
+    ) -> list[str]:
+        """The channel tag is on exactly the current images of each region (one per AWS target)
+        among the images of `scope` (the channel's namespace): the new ones are tagged before the
+        old ones are untagged, so a consumer filtering on it may briefly see both (take the
+        newest), never none."""
         changes = []
-        wanted = {p.region: p.image for p in current}
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for p in current:
+            wanted[p.region].add(p.image)
+        filters = [{"Name": f"tag:{key}", "Values": [value]}]
+        filters += [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(scope.items())]
         for region in sorted(wanted.keys() | {p.region for p in previous}):
-            image = wanted.get(region)
-            tagged_filter = [{"Name": f"tag:{key}", "Values": [value]}]
             tagged = {
-                i["ImageId"]
-                for i in (self._call(region, "describe_images", Owners=["self"], Filters=tagged_filter) or {}).get(
-                    "Images", []
-                )
+                i["ImageId"] for i in self._all(region, "describe_images", "Images", Owners=["self"], Filters=filters)
             }
-            if image is not None and image not in tagged:
+            for image in sorted(wanted[region] - tagged):
                 self._call(region, "create_tags", Resources=[image], Tags=[{"Key": key, "Value": value}])
                 changes.append(f"tag {key}={value} on {image} in {region}")
-            for stale in sorted(tagged - {image}):
+            for stale in sorted(tagged - wanted[region]):
                 self._call(region, "delete_tags", Resources=[stale], Tags=[{"Key": key, "Value": value}])
                 changes.append(f"tag {key}={value} removed from {stale} in {region}")
         return changes

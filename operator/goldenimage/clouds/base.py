@@ -56,9 +56,9 @@ class Cloud(Protocol):
     def find_artifacts(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
         """Images carrying the build id (recorded or not)."""
 
-    def delete_artifact(self, region: str, artifact_id: str) -> list[Resource]:
-        """Delete an image and what it consists of (e.g. an AMI and its snapshots); a missing
-        image counts as deleted. Returns what was deleted."""
+    def delete_artifact(self, region: str, artifact_id: str, build_id: str) -> list[Resource]:
+        """Delete an image and what it consists of (e.g. an AMI and its snapshots), if it carries
+        the build id (else CloudError); a missing image counts as deleted. Returns what went."""
 
     def leftovers(
         self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None
@@ -101,7 +101,12 @@ class Cloud(Protocol):
     # -- publication -----------------------------------------------------------------------
 
     def publish(
-        self, channel: str, publish: Mapping[str, object], current: Sequence[Pointer], previous: Sequence[Pointer]
+        self,
+        scope: Mapping[str, str],
+        publish: Mapping[str, object],
+        current: Sequence[Pointer],
+        previous: Sequence[Pointer],
     ) -> list[str]:
         """Make the cloud's pointers (parameters, tags, labels) say `current`; remove what only
-        `previous` had. `publish` is the channel's section for this cloud. Returns what changed."""
+        `previous` had. `publish` is the channel's section for this cloud; `scope` are the tags
+        of the images the channel may touch. Returns what changed."""

@@ -14,7 +14,7 @@ from ..api.conditions import find, is_true
 from ..api.errors import summary
 from ..api.resources import GoldenImage, ImageBuild
 from ..clouds.base import CloudError, SourceNotFoundError
-from ..kube import jobs, labels
+from ..kube import jobs, labels, names
 from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
@@ -109,6 +109,8 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
         for entry in [state.get("current"), *(state.get("history") or [])]:
             if entry:
                 referenced.add(entry.get("build", ""))
+        if channel["spec"].get("version"):
+            referenced.add(names.build(name, channel["spec"]["version"]))
 
     digests: dict[str, str] = {}
     missing: list[str] = []
@@ -152,7 +154,7 @@ def _finished(build: ImageBuild) -> bool:
         return False
     if any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
         return False
-    return all(v.phase in ("Passed", "Failed") for v in status.validation)
+    return build.spec.revoked is not None or all(v.phase in ("Passed", "Failed") for v in status.validation)
 
 
 def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..api.goldenimage import Target
 from ..api.resources import ImageBuild
 from ..clouds.base import CloudError
 from ..kube import jobs, labels, names, results
-from ..kube.client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, SECRETS, ConflictError
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, ConflictError
 from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
@@ -268,22 +268,30 @@ def _inputs_config_map(build: ImageBuild, data: dict[str, str] | Any) -> dict[st
 
 
 async def delete(op: Operator, body: dict[str, Any]) -> None:
-    """Stop the build's Jobs gracefully, then keep or delete its artifacts as its policy says."""
+    """Stop the build's Jobs gracefully, then keep or delete its artifacts as its policy says,
+    keeping them whatever the policy while a channel refers to this version."""
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    selector = labels.selector({labels.BUILD: name})
-    for job in await op.kube.list(JOBS, namespace, selector):
-        # Background propagation deletes the Pods gracefully: Packer gets SIGTERM and cleans up.
-        await op.kube.delete(JOBS, namespace, job["metadata"]["name"], propagation="Background")
-    running = [p["metadata"]["name"] for p in await op.kube.list(PODS, namespace, selector)]
-    if running:
-        raise kopf.TemporaryError(f"waiting for build Pods to stop: {', '.join(running)}", delay=3)
-
-    if meta.get("annotations", {}).get(labels.SKIP_CLEANUP) == "true":
+    annotations = meta.get("annotations", {})
+    if annotations.get(labels.SKIP_CLEANUP) == "true":
         await op.kube.event(
             body, "Warning", "CleanupSkipped", f"{labels.SKIP_CLEANUP} is set: cloud resources are kept"
         )
         return
+    selector = labels.selector({labels.BUILD: name})
+    for job in await op.kube.list(JOBS, namespace, selector):
+        # Background propagation deletes the Pods gracefully: Packer gets SIGTERM and cleans up.
+        await op.kube.delete(JOBS, namespace, job["metadata"]["name"], propagation="Background")
+    running = [
+        p["metadata"]["name"]
+        for p in await op.kube.list(PODS, namespace, selector)
+        if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+    if running:
+        raise kopf.TemporaryError(
+            f"waiting for build Pods to stop: {', '.join(running)} (annotate {labels.SKIP_CLEANUP}=true to give up)",
+            delay=3,
+        )
     try:
         build = ImageBuild.model_validate(body)
     except ValidationError as exc:
@@ -292,9 +300,18 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
         )
         return
     recipe = build.spec.recipe
-    policy = meta.get("annotations", {}).get(labels.DELETION_POLICY) or (
+    policy = annotations.get(labels.DELETION_POLICY) or (
         recipe.retention.deletion_policy if recipe.retention else "Retain"
     )
+    referrers = await _referrers(op, build)
+    if policy == "Delete" and referrers:
+        policy = "Retain"
+        await op.kube.event(
+            body,
+            "Warning",
+            "ArtifactsKept",
+            f"channels {', '.join(referrers)} still refer to version {build.spec.version}: its artifacts are kept",
+        )
     build_id = names.build_id(name, meta.get("uid", ""))
     recorded = {t.name: t for t in (build.status.targets if build.status else [])}
     deleted: list[str] = []
@@ -303,12 +320,8 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
             cloud = await adapter(op, recipe, target.cloud, namespace)
             if cloud is None:
                 if policy == "Delete":
-                    await op.kube.event(
-                        body,
-                        "Warning",
-                        "ArtifactsKept",
-                        f"target {target.name}: no {target.cloud} adapter; artifacts kept",
-                    )
+                    message = f"target {target.name}: no {target.cloud} adapter; artifacts kept"
+                    await op.kube.event(body, "Warning", "ArtifactsKept", message)
                 continue
             # Temporary resources are never wanted, whatever the policy.
             deleted += [str(r) for r in await asyncio.to_thread(cloud.sweep, build_id, regions(target))]
@@ -318,11 +331,28 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
             found = await asyncio.to_thread(cloud.find_artifacts, build_id, regions(target))
             artifacts |= {(r.region, r.id) for r in found}
             for region, artifact in sorted(artifacts):
-                deleted += [str(r) for r in await asyncio.to_thread(cloud.delete_artifact, region, artifact)]
+                deleted += [str(r) for r in await asyncio.to_thread(cloud.delete_artifact, region, artifact, build_id)]
     except CloudError as exc:
-        raise kopf.TemporaryError(f"cloud clean-up failed, retrying: {exc}", delay=30) from exc
+        hint = f" (annotate {labels.SKIP_CLEANUP}=true to give up)"
+        raise kopf.TemporaryError(f"cloud clean-up failed, retrying: {exc}{hint}", delay=30) from exc
     if deleted:
         log.info("ImageBuild %s/%s: deleted %s", namespace, name, ", ".join(deleted))
+
+
+async def _referrers(op: Operator, build: ImageBuild) -> list[str]:
+    """Channels of the build's image that point at it, pointed at it, or are pinned to it."""
+    out = []
+    for channel in await op.kube.list(IMAGECHANNELS, build.metadata.namespace or ""):
+        spec = channel.get("spec", {})
+        if spec.get("image") != build.spec.image:
+            continue
+        state = channel.get("status") or {}
+        entries = [state.get("current"), *(state.get("history") or [])]
+        if spec.get("version") == build.spec.version or any(
+            e and e.get("build") == build.metadata.name for e in entries
+        ):
+            out.append(channel["metadata"]["name"])
+    return out
 
 
 # -- kopf wiring -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ..api.resources import ImageBuild, ImageChannel
 from ..clouds.base import CloudError, Pointer
 from ..kube import jobs, labels
 from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, ConflictError
+from ..packer import tags
 from ..reconcile import imagechannel as planner
 from . import invalid
 from .context import Operator, current, log
@@ -237,7 +238,7 @@ async def _publish(
                 continue
             changes = await asyncio.to_thread(
                 cloud.publish,
-                channel.metadata.name,
+                {tags.NAMESPACE: namespace, tags.IMAGE: channel.spec.image},
                 section,
                 _pointers(current, cloud_name),
                 _pointers(previous, cloud_name),
