@@ -153,6 +153,18 @@ class Format:
         return out
 
 
+NOT_A_TEMPLATE = "may not contain '{{': Packer would read it as its own template syntax"
+
+# A string Packer receives as text: `{{` would make it a Go template.
+no_template_text = FieldRule("!self.contains('{{')", NOT_A_TEMPLATE, lambda value: "{{" not in value)
+# The same for every key and value of a map.
+no_template_map = FieldRule(
+    "self.all(k, !k.contains('{{') && !self[k].contains('{{'))",
+    NOT_A_TEMPLATE,
+    lambda value: not any("{{" in k or "{{" in v for k, v in value.items()),
+)
+
+
 def keys_at_most(length: int) -> FieldRule:
     """Map keys of 1 to `length` characters."""
     return FieldRule(

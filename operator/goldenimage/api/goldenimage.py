@@ -26,6 +26,7 @@ from .types import (
     GcpName,
     GcpProject,
     GcpZone,
+    PlainText,
     SecretKeyRef,
     SecretRef,
     ShortText,
@@ -144,6 +145,18 @@ class AzureMarketplaceSource(Model):
     version: Annotated[str, Field(min_length=1, max_length=64)] = "latest"
 
 
+GalleryImageVersionId = Annotated[
+    str,
+    Format(
+        r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+"
+        r"/images/[^/]+/versions/[^/]+$",
+        "must be a gallery image version id: /subscriptions/.../resourceGroups/.../providers/"
+        "Microsoft.Compute/galleries/.../images/.../versions/...",
+        max_length=1024,
+    ),
+]
+
+
 class AzureSource(Model):
     rules = (
         exactly_one_of(
@@ -154,7 +167,7 @@ class AzureSource(Model):
     )
 
     marketplace: AzureMarketplaceSource | None = None
-    gallery_image_version_id: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    gallery_image_version_id: GalleryImageVersionId | None = None
 
 
 class AzureGallery(Model):
@@ -166,7 +179,6 @@ class AzureGallery(Model):
     replication_regions: Annotated[
         list[AzureLocation], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})
     ] = Field(default_factory=list)
-    storage_account_type: Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"] = "Standard_LRS"
 
 
 class AzureTarget(Model):
@@ -174,7 +186,7 @@ class AzureTarget(Model):
     resource_group: AzureName
     location: AzureLocation
     vm_size: Annotated[str, Field(min_length=1, max_length=64)] = "Standard_D2s_v5"
-    os_type: Literal["Linux", "Windows"] = "Linux"
+    os_type: Literal["Linux"] = Field("Linux", description="Linux only: provisioning and generalize are Linux's.")
     ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "packer"
     source: AzureSource
     gallery: AzureGallery
@@ -240,7 +252,7 @@ class ShellProvisioner(Model):
         | None
     ) = None
     script: Content | None = None
-    env: StringMap = Field(
+    env: Annotated[dict[EnvName, PlainText], Field(max_length=64)] = Field(
         default_factory=dict, description="Environment variables for the commands (not for secrets)."
     )
     secret_env: Annotated[dict[EnvName, PackerVariableName], Field(max_length=20)] = Field(

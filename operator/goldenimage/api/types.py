@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from . import cron, durations
-from .base import DNS_LABEL, ConfigKey, Format, Model, ObjectName, exactly_one_of, keys_at_most
+from .base import (
+    DNS_LABEL,
+    ConfigKey,
+    Format,
+    Model,
+    ObjectName,
+    exactly_one_of,
+    keys_at_most,
+    no_template_map,
+    no_template_text,
+)
 
 Duration = Annotated[str, Format(durations.PATTERN, durations.MESSAGE, max_length=32)]
 CronSchedule = Annotated[str, Format(cron.PATTERN, cron.MESSAGE, max_length=128, extra_check=cron.check)]
@@ -75,12 +85,24 @@ AzureName = Annotated[
         max_length=80,
     ),
 ]
-AbsolutePath = Annotated[str, Format(r"^/[^\x00]*$", "must be an absolute path", max_length=1024)]
+AbsolutePath = Annotated[str, Format(r"^/[^\x00]*$", "must be an absolute path", max_length=1024), no_template_text]
 
 # Cloud tags: AWS allows 50 per resource, keys up to 128 characters and values up to 256.
-Tags = Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=40), keys_at_most(128)]
-# Environment variables, Ansible extra vars and the like.
-StringMap = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=100), keys_at_most(128)]
+Tags = Annotated[
+    dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=40), keys_at_most(128), no_template_map
+]
+# Ansible extra vars: identifier keys. Values are checked one by one, which keeps the CEL cost
+# estimate (provisioners x entries x length) within the API server's budget.
+VariableName = Annotated[
+    str,
+    Format(
+        r"^[A-Za-z_][A-Za-z0-9_]*$",
+        "must be a variable name: letters, digits and '_', not starting with a digit",
+        max_length=128,
+    ),
+]
+PlainText = Annotated[str, Field(max_length=4096), no_template_text]
+StringMap = Annotated[dict[VariableName, PlainText], Field(max_length=64)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 Message = Annotated[str, Field(max_length=4096)]
 

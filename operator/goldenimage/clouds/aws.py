@@ -141,6 +141,21 @@ class Aws:
             deleted.append(Resource("snapshot", region, snapshot))
         return deleted
 
+    def share(self, region: str, image: str, organizations: Sequence[str]) -> None:
+        """Let the organizations and OUs (by ARN) launch the AMI."""
+        permissions = [
+            {"OrganizationalUnitArn": arn} if ":ou/" in arn else {"OrganizationArn": arn} for arn in organizations
+        ]
+        self._call(region, "modify_image_attribute", ImageId=image, LaunchPermission={"Add": permissions})
+
+    def tag_security_group(self, region: str, name: str, labels: Mapping[str, str]) -> None:
+        groups = self._all(
+            region, "describe_security_groups", "SecurityGroups", Filters=[{"Name": "group-name", "Values": [name]}]
+        )
+        if groups:
+            tags_ = [{"Key": k, "Value": v} for k, v in labels.items()]
+            self._call(region, "create_tags", Resources=[g["GroupId"] for g in groups], Tags=tags_)
+
     # -- leftovers -----------------------------------------------------------------------
 
     def leftovers(

@@ -169,6 +169,9 @@ def build_job(
         f"--result={TERMINATION_LOG}",
         f"--var=attempt={attempt}",
     ]
+    args += [f"--cloud={target.cloud}", f"--region={target.location}", f"--target={target.name}"]
+    if target.aws is not None and target.aws.share_with is not None:
+        args += [f"--share-org={arn}" for arn in target.aws.share_with.organization_arns]
     if recipe.template is not None:
         extra = {"build_id": build_id, "target": target.name, "cloud": target.cloud, "region": target.location}
         args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]

@@ -15,6 +15,10 @@ LINUX = (
     "rm -rf /tmp/* /var/tmp/*",
 )
 
+# Azure's agent holds the provisioning user and its own state: deprovisioned last, as Azure
+# requires of generalized Linux images.
+AZURE = ("if command -v waagent >/dev/null 2>&1; then waagent -force -deprovision+user; fi", "sync")
+
 # Where provisioning leaves files; the scan stays out of /proc, /sys and the package database.
 SCANNED = (
     "/etc",

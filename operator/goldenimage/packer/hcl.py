@@ -4,7 +4,6 @@ user wrote is ever interpreted as a template expression."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,18 +28,31 @@ class Block:
         return block
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _quote(text: str) -> str:
+    """A double-quoted string with only the escapes HCL knows; other control characters as
+    \\uNNNN (JSON's \\b and \\f are not HCL)."""
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or char in "\u2028\u2029\x7f":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def string(text: str) -> str:
     """A quoted HCL string literal; `${` and `%{` are escaped so they stay literal."""
-    quoted = json.dumps(text, ensure_ascii=False)
-    return quoted.replace("${", "$${").replace("%{", "%%{")
+    return _quote(text).replace("${", "$${").replace("%{", "%%{")
 
 
 def template(text: str) -> str:
     """A quoted HCL string whose `${...}` interpolations are meant (written by us, never users)."""
-    return json.dumps(text, ensure_ascii=False)
+    return _quote(text)
 
 
 def value(v: object, indent: int = 0) -> str:
@@ -71,13 +83,13 @@ def value(v: object, indent: int = 0) -> str:
 
 
 def _key(key: str) -> str:
-    # Map keys such as "goldenimage.io/build-id" need quotes; identifiers do not.
-    return key if _IDENT.match(key) else string(key)
+    # Quoted always: a bare key such as `for` or `if` would be read as an expression.
+    return string(key)
 
 
 def _attributes(rendered: Mapping[str, str], pad: str) -> str:
     """`key = value` lines aligned as `packer fmt` does: runs of single-line values share the
-    column of their longest key; a multi-line value ends its run."""
+    column of their longest key; a multi-line value stands alone between runs."""
     lines: list[str] = []
     run: list[tuple[str, str]] = []
 
@@ -88,8 +100,8 @@ def _attributes(rendered: Mapping[str, str], pad: str) -> str:
 
     for key, text in rendered.items():
         if "\n" in text:
-            run.append((key, text))
             flush()
+            lines.append(f"{pad}{key} = {text}\n")
         else:
             run.append((key, text))
     flush()

@@ -5,10 +5,10 @@ directory (a ConfigMap the ImageBuild owns, mounted into the Job)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..api.goldenimage import GoldenImageSpec
+from ..api.goldenimage import GoldenImageSpec, ShellProvisioner
 from ..api.types import Content
 
 USER_TEMPLATE = "user-template.pkr.hcl"
@@ -31,13 +31,24 @@ class InputFile:
     content: Content
 
 
+def script_name(index: int, shell: ShellProvisioner) -> str:
+    return f"p{index}-{'inline' if shell.inline is not None else 'script'}.sh"
+
+
+def inline_script(lines: Sequence[str]) -> str:
+    """Inline commands as the script Packer would have run: /bin/sh -e, one command a line."""
+    return "#!/bin/sh -e\n" + "\n".join(lines) + "\n"
+
+
 def files(recipe: GoldenImageSpec) -> Iterator[InputFile]:
     """Every input file of the recipe, in provisioner order."""
     if recipe.template is not None:
         yield InputFile(USER_TEMPLATE, Content(config_map_ref=recipe.template.config_map_ref))
     for index, step in enumerate(recipe.provisioners):
-        if step.shell is not None and step.shell.script is not None:
-            yield InputFile(f"p{index}-script.sh", step.shell.script)
+        if step.shell is not None and step.shell.inline is not None:
+            yield InputFile(script_name(index, step.shell), Content(inline=inline_script(step.shell.inline)))
+        elif step.shell is not None and step.shell.script is not None:
+            yield InputFile(script_name(index, step.shell), step.shell.script)
         elif step.ansible is not None:
             yield InputFile(f"p{index}-playbook.yml", step.ansible.playbook)
             if step.ansible.galaxy_requirements is not None:

@@ -15,7 +15,8 @@ from typing import Literal
 
 from ..api.goldenimage import GoldenImageSpec, Provisioner, Target
 from ..kube.names import fit
-from . import tags
+from . import inputs, tags
+from .generalize import AZURE as GENERALIZE_AZURE
 from .generalize import LINUX as GENERALIZE_LINUX
 from .generalize import secret_scan
 from .hcl import Block, Expr, render
@@ -186,11 +187,9 @@ def _source(
             "custom_endpoint_ec2": Expr("var.aws_endpoint"),
         }
         if aws.share_with is not None:
+            # Accounts here; organizations and OUs by the runner after the build (Packer 1.6.6
+            # knows no ami_org_arns).
             attrs["ami_users"] = list(aws.share_with.accounts) or None
-            orgs = [a for a in aws.share_with.organization_arns if ":organization/" in a]
-            units = [a for a in aws.share_with.organization_arns if ":ou/" in a]
-            attrs["ami_org_arns"] = orgs or None
-            attrs["ami_ou_arns"] = units or None
         if aws.encryption is not None:
             attrs["encrypt_boot"] = aws.encryption.encrypted
             attrs["kms_key_id"] = aws.encryption.kms_key_id
@@ -253,7 +252,7 @@ def _source(
     }
     block = Block("source", labels, attrs)
     if az.source.gallery_image_version_id is not None:
-        block.add(Block("shared_image_gallery", attributes={"id": az.source.gallery_image_version_id}))
+        block.add(Block("shared_image_gallery", attributes=gallery_image_version(az.source.gallery_image_version_id)))
     block.add(
         Block(
             "shared_image_gallery_destination",
@@ -269,6 +268,19 @@ def _source(
         )
     )
     return block
+
+
+def gallery_image_version(resource_id: str) -> dict[str, object]:
+    """The parts Packer 1.6.6 wants of a gallery image version's resource id."""
+    parts = resource_id.strip("/").split("/")
+    fields = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    return {
+        "subscription": fields["subscriptions"],
+        "resource_group": fields["resourcegroups"],
+        "gallery_name": fields["galleries"],
+        "image_name": fields["images"],
+        "image_version": fields["versions"],
+    }
 
 
 def _build(recipe: GoldenImageSpec, target: Target, settings: Settings) -> Block:
@@ -300,7 +312,7 @@ def _build(recipe: GoldenImageSpec, target: Target, settings: Settings) -> Block
             "provisioner",
             ("shell",),
             {
-                "inline": list(GENERALIZE_LINUX),
+                "inline": [*GENERALIZE_LINUX, *(GENERALIZE_AZURE if target.azure is not None else ())],
                 "execute_command": "chmod +x {{ .Path }}; sudo sh '{{ .Path }}'",
             },
             comment="Generalize: no machine identity, host keys, authorized keys or shell history in the image.",
@@ -326,10 +338,9 @@ def _provisioner(index: int, step: Provisioner, recipe: GoldenImageSpec) -> list
     if step.shell is not None:
         shell = step.shell
         attrs: dict[str, object] = {}
-        if shell.inline is not None:
-            attrs["inline"] = list(shell.inline)
-        else:
-            attrs["script"] = _Template(_inputs_path(f"p{index}-script.sh"))
+        # Inline commands too run from a file: Packer would read `{{ }}` in inline text as its own
+        # template syntax, and nothing a user writes may be interpreted.
+        attrs["script"] = _Template(_inputs_path(inputs.script_name(index, shell)))
         env = [f"{k}={v}" for k, v in shell.env.items()]
         env_exprs: list[object] = [_Template(f"{name}=${{var.{var}}}") for name, var in shell.secret_env.items()]
         if env or env_exprs:
@@ -339,7 +350,12 @@ def _provisioner(index: int, step: Provisioner, recipe: GoldenImageSpec) -> list
         ansible = step.ansible
         attrs = {
             "playbook_file": _Template(_inputs_path(f"p{index}-playbook.yml")),
-            "ansible_env_vars": ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"],
+            "ansible_env_vars": [
+                "ANSIBLE_HOST_KEY_CHECKING=False",
+                "ANSIBLE_NOCOLOR=True",
+                # Packer's SSH proxy for Ansible offers ssh-rsa, which current OpenSSH refuses.
+                "ANSIBLE_SSH_ARGS=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+            ],
         }
         if ansible.extra_vars:
             attrs["extra_arguments"] = ["--extra-vars", json.dumps(dict(ansible.extra_vars), sort_keys=True)]

@@ -13,9 +13,12 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from ..clouds.base import CloudError
+from ..packer import tags
 from . import packer
 from .result import Artifact, Result, encode
 from .scrub import Scrubber
@@ -41,7 +44,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="an environment variable whose value must never be printed or reported",
     )
+    parser.add_argument("--cloud", choices=("aws", "gcp", "azure"), help="the target's cloud")
+    parser.add_argument("--region", help="the region the build runs in")
+    parser.add_argument("--target", help="the target's name")
+    parser.add_argument(
+        "--share-org",
+        action="append",
+        default=[],
+        metavar="ARN",
+        help="an AWS Organizations organization or OU to share the AMIs with, after the build",
+    )
     parser.add_argument("--packer", default=os.environ.get("PACKER", "packer"))
+
+
+class _Stop:
+    """SIGTERM at any moment: before the build starts it stops the runner; during the build it is
+    forwarded to Packer, which cleans up."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.received: str | None = None
+        self.build: packer.Build | None = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+        if self.build is not None:
+            self.say(f"goldenimage-runner: received {self.received}; asking Packer to clean up and stop")
+            self.build.terminate(signum)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         args.result.write_text(encode(result))
         say(f"goldenimage-runner: {'built' if result.ok else 'failed'}: {result.message or len(result.artifacts)}")
         return code
+
+    stop = _Stop(say)
+
+    def stopped() -> int:
+        message = f"stopped ({stop.received}) before the build started"
+        return finish(Result(ok=False, error_class="Retryable", message=message), EXIT_TERMINATED)
 
     variables = {}
     for item in args.var:
@@ -90,14 +127,17 @@ def run(args: argparse.Namespace) -> int:
         )
     template = args.template
     if args.user_template:
-        # A directory of its own, so the user's file is the only template Packer loads.
+        # A directory of its own, so the user's file is the only template Packer loads. Our
+        # variables go as PKR_VAR_* environment, which Packer ignores for undeclared variables.
         directory = work / "template"
         directory.mkdir(exist_ok=True)
         template = directory / "main.pkr.hcl"
         shutil.copyfile(args.template, template)
-        declared = set(re.findall(r'variable\s+"([A-Za-z_][\w-]*)"', template.read_text()))
-        variables = {k: v for k, v in variables.items() if k in declared}
+        env |= {f"PKR_VAR_{k}": v for k, v in variables.items()}
+        variables = {}
 
+    if stop.received:
+        return stopped()
     version = packer.version(args.packer, env)
     say(f"goldenimage-runner: Packer {version}, template {args.template.name}")
     code, output = packer.validate(args.packer, template, variables, env, work)
@@ -112,23 +152,23 @@ def run(args: argparse.Namespace) -> int:
             EXIT_INVALID,
         )
 
-    build = packer.Build(args.packer, template, variables, env, work, scrub, say)
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        say(f"goldenimage-runner: received {signal.Signals(signum).name}; asking Packer to clean up and stop")
-        build.terminate(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
+    if stop.received:
+        return stopped()
+    watch = _temporary_group_tagger(args, variables.get("attempt") or env.get("PKR_VAR_attempt", ""), say)
+    build = packer.Build(args.packer, template, variables, env, work, scrub, say, watch)
+    stop.build = build
+    if stop.received:
+        build.cancelled.set()
     out = build.run()
 
-    if out.cancelled:
+    if out.cancelled and out.returncode != 0:
+        errors = "; ".join(dict.fromkeys(out.errors))
         return finish(
             Result(
                 ok=False,
                 error_class="Retryable",
                 packer_version=version,
-                message="the build was stopped (SIGTERM) and Packer cleaned up",
+                message="the build was stopped (SIGTERM); Packer cleaned up" + (f": {errors}" if errors else ""),
             ),
             EXIT_TERMINATED,
         )
@@ -147,6 +187,14 @@ def run(args: argparse.Namespace) -> int:
     if manifest.exists():
         run_uuid, ids = packer.manifest_artifacts(manifest)
     artifacts = [Artifact(region=r, id=i) for r, i in packer.split_artifact_ids(ids)]
+    if artifacts and args.share_org:
+        try:
+            _share(args, artifacts, say)
+        except CloudError as exc:
+            message = f"built, but sharing with {', '.join(args.share_org)} failed: {exc}"
+            return finish(
+                Result(ok=False, error_class="Retryable", packer_version=version, message=message), EXIT_FAILED
+            )
     if not artifacts:
         return finish(
             Result(
@@ -158,6 +206,50 @@ def run(args: argparse.Namespace) -> int:
             EXIT_FAILED,
         )
     return finish(Result(ok=True, artifacts=artifacts, packer_version=version, run_uuid=run_uuid), EXIT_OK)
+
+
+_TEMPORARY_GROUP = re.compile(r"Creating temporary security group for this instance: (packer_[0-9a-f-]+)")
+
+
+def _temporary_group_tagger(
+    args: argparse.Namespace, attempt: str, say: Callable[[str], None]
+) -> Callable[[str], None] | None:
+    """Packer 1.6.6 leaves its temporary security group untagged; tag it with the build id as
+    soon as it appears, so that a sweep finds it even after a SIGKILL."""
+    build_id = os.environ.get("GOLDENIMAGE_BUILD_ID")
+    if args.cloud != "aws" or not args.region or not build_id:
+        return None
+    from ..clouds.aws import Aws
+    from ..config import Config
+
+    aws = Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+    labels = {tags.BUILD_ID: build_id, tags.MANAGED_BY: tags.MANAGER}
+    if args.target:
+        labels[tags.TARGET] = args.target
+    if attempt:
+        labels[tags.ATTEMPT] = attempt
+
+    def watch(line: str) -> None:
+        match = _TEMPORARY_GROUP.search(line)
+        if match is None:
+            return
+        try:
+            aws.tag_security_group(args.region, match.group(1), labels)
+        except CloudError as exc:
+            say(f"goldenimage-runner: could not tag {match.group(1)}: {exc}")
+
+    return watch
+
+
+def _share(args: argparse.Namespace, artifacts: list[Artifact], say: Callable[[str], None]) -> None:
+    """Share the AMIs with organizations and OUs (after the build: Packer 1.6.6 cannot)."""
+    from ..clouds.aws import Aws
+    from ..config import Config
+
+    aws = Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+    for artifact in artifacts:
+        aws.share(artifact.region, artifact.id, args.share_org)
+        say(f"goldenimage-runner: shared {artifact.id} in {artifact.region} with {', '.join(args.share_org)}")
 
 
 def main(argv: list[str] | None = None) -> int:

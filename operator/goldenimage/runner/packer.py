@@ -67,6 +67,7 @@ class Build:
         cwd: Path,
         scrub: Scrubber,
         say: Callable[[str], None],
+        watch: Callable[[str], None] | None = None,
     ) -> None:
         self.argv = [
             packer,
@@ -81,6 +82,7 @@ class Build:
         self.cwd = cwd
         self.scrub = scrub
         self.say = say
+        self.watch = watch
         self.process: subprocess.Popen[str] | None = None
         self.cancelled = threading.Event()
 
@@ -98,6 +100,7 @@ class Build:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",  # a provisioner may print anything; the pipe must keep draining
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
@@ -117,7 +120,10 @@ class Build:
     def _read(self, out: BuildOutput) -> None:
         assert self.process is not None and self.process.stdout is not None
         for raw in self.process.stdout:
-            self._line(raw.rstrip("\n"), out)
+            try:
+                self._line(raw.rstrip("\n"), out)
+            except Exception as exc:  # a line we cannot parse must not stop the draining
+                self.say(f"goldenimage-runner: unreadable output line ({exc})")
 
     def _line(self, raw: str, out: BuildOutput) -> None:
         parts = raw.split(",")
@@ -133,6 +139,8 @@ class Build:
             out.errors.append(self.scrub(_unescape(",".join(data))))
 
     def _show(self, text: str, out: BuildOutput) -> None:
+        if self.watch is not None:
+            self.watch(text)
         clean = self.scrub(text)
         for line in clean.splitlines() or [""]:
             self.say(line)

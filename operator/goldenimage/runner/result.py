@@ -47,17 +47,42 @@ class ResultError(ValueError):
 
 
 def encode(result: Result) -> str:
-    """Compact JSON of at most MAX_BYTES; the free-text message is shortened to fit, nothing else."""
+    """Compact JSON of at most MAX_BYTES. Free text (the message, then the checks' messages) is
+    shortened to fit; artifacts never are."""
     text = _dump(result)
     if len(text.encode()) <= MAX_BYTES:
         return text
-    over = len(text.encode()) - MAX_BYTES
-    message = result.message.encode()[: max(0, len(result.message.encode()) - over - 16)].decode(errors="ignore")
-    shortened = result.model_copy(update={"message": message + " [truncated]"})
-    text = _dump(shortened)
+    fitted = _fit(result, "message")
+    if len(_dump(fitted).encode()) > MAX_BYTES:
+        fitted = _fit(fitted.model_copy(update={"message": ""}), "checks")
+    text = _dump(fitted)
     if len(text.encode()) > MAX_BYTES:
-        raise ResultError(f"the result is {len(text.encode())} bytes even without its message (limit {MAX_BYTES})")
+        raise ResultError(f"the result is {len(text.encode())} bytes even without its messages (limit {MAX_BYTES})")
     return text
+
+
+def _fit(result: Result, field: str) -> Result:
+    """The longest cut of `field`'s text that keeps the dump within MAX_BYTES (binary search on
+    the dumped size, so escaping and non-ASCII text are counted as they are sent)."""
+
+    def cut(keep: int) -> Result:
+        if field == "message":
+            shortened = result.message[:keep]
+            return result.model_copy(
+                update={"message": shortened + (" [truncated]" if keep < len(result.message) else "")}
+            )
+        checks = [c.model_copy(update={"message": c.message[:keep]}) for c in result.checks]
+        return result.model_copy(update={"checks": checks})
+
+    longest = len(result.message) if field == "message" else max((len(c.message) for c in result.checks), default=0)
+    low, high = 0, longest
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(_dump(cut(middle)).encode()) <= MAX_BYTES:
+            low = middle
+        else:
+            high = middle - 1
+    return cut(low)
 
 
 def _dump(result: Result) -> str:

@@ -23,8 +23,8 @@ variable "aws_endpoint" {
 
 locals {
   resource_tags = {
-    Role                           = "web"
-    Team                           = "platform"
+    "Role"                         = "web"
+    "Team"                         = "platform"
     "goldenimage.io/build-id"      = "web-base-7-1a2b3c4d"
     "goldenimage.io/image"         = "web-base"
     "goldenimage.io/namespace"     = "platform"
@@ -60,17 +60,21 @@ build {
   sources = ["source.amazon-ebs.aws-eu"]
 
   provisioner "shell" {
-    inline = ["sudo dnf -y update", "sudo dnf -y install python3"]
+    script = "${var.inputs_dir}/p0-inline.sh"
   }
 
   provisioner "ansible" {
-    playbook_file    = "${var.inputs_dir}/p1-playbook.yml"
-    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
-    extra_arguments  = ["--extra-vars", "{\"image_role\": \"web\"}"]
+    playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    ansible_env_vars = [
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_SSH_ARGS=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+    ]
+    extra_arguments = ["--extra-vars", "{\"image_role\": \"web\"}"]
   }
 
   provisioner "shell" {
-    inline = ["sudo dnf clean all", "sudo rm -rf /var/cache/dnf /tmp/* /var/tmp/*"]
+    script = "${var.inputs_dir}/p2-inline.sh"
   }
 
   # Generalize: no machine identity, host keys, authorized keys or shell history in the image.

@@ -17,15 +17,15 @@ variable "manifest_path" {
 
 locals {
   resource_tags = {
-    role                         = "web"
-    team                         = "platform"
-    goldenimage-io_build-id      = "web-base-7-1a2b3c4d"
-    goldenimage-io_image         = "web-base"
-    goldenimage-io_namespace     = "platform"
-    goldenimage-io_version       = "7"
-    goldenimage-io_target        = "gcp-eu"
-    app-kubernetes-io_managed-by = "goldenimage-operator"
-    goldenimage-io_attempt       = var.attempt
+    "role"                         = "web"
+    "team"                         = "platform"
+    "goldenimage-io_build-id"      = "web-base-7-1a2b3c4d"
+    "goldenimage-io_image"         = "web-base"
+    "goldenimage-io_namespace"     = "platform"
+    "goldenimage-io_version"       = "7"
+    "goldenimage-io_target"        = "gcp-eu"
+    "app-kubernetes-io_managed-by" = "goldenimage-operator"
+    "goldenimage-io_attempt"       = var.attempt
   }
 }
 
@@ -52,17 +52,21 @@ build {
   sources = ["source.googlecompute.gcp-eu"]
 
   provisioner "shell" {
-    inline = ["sudo dnf -y update"]
+    script = "${var.inputs_dir}/p0-inline.sh"
   }
 
   provisioner "ansible" {
-    playbook_file    = "${var.inputs_dir}/p1-playbook.yml"
-    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
-    extra_arguments  = ["--extra-vars", "{\"image_role\": \"web\"}"]
+    playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    ansible_env_vars = [
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_SSH_ARGS=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+    ]
+    extra_arguments = ["--extra-vars", "{\"image_role\": \"web\"}"]
   }
 
   provisioner "shell" {
-    inline = ["sudo dnf clean all"]
+    script = "${var.inputs_dir}/p2-inline.sh"
   }
 
   # Generalize: no machine identity, host keys, authorized keys or shell history in the image.

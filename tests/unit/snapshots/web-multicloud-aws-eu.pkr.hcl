@@ -23,7 +23,7 @@ variable "aws_endpoint" {
 
 locals {
   resource_tags = {
-    role                           = "web"
+    "role"                         = "web"
     "goldenimage.io/build-id"      = "web-base-7-1a2b3c4d"
     "goldenimage.io/image"         = "web-base"
     "goldenimage.io/namespace"     = "platform"
@@ -59,12 +59,16 @@ build {
   sources = ["source.amazon-ebs.aws-eu"]
 
   provisioner "shell" {
-    inline = ["sudo dnf -y update"]
+    script = "${var.inputs_dir}/p0-inline.sh"
   }
 
   provisioner "ansible" {
-    playbook_file    = "${var.inputs_dir}/p1-playbook.yml"
-    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
+    playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    ansible_env_vars = [
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_SSH_ARGS=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+    ]
   }
 
   provisioner "file" {

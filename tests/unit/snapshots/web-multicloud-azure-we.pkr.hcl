@@ -33,7 +33,7 @@ variable "azure_tenant_id" {
 
 locals {
   resource_tags = {
-    role                           = "web"
+    "role"                         = "web"
     "goldenimage.io_build-id"      = "web-base-7-1a2b3c4d"
     "goldenimage.io_image"         = "web-base"
     "goldenimage.io_namespace"     = "platform"
@@ -78,12 +78,16 @@ build {
   sources = ["source.azure-arm.azure-we"]
 
   provisioner "shell" {
-    inline = ["sudo dnf -y update"]
+    script = "${var.inputs_dir}/p0-inline.sh"
   }
 
   provisioner "ansible" {
-    playbook_file    = "${var.inputs_dir}/p1-playbook.yml"
-    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=True"]
+    playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    ansible_env_vars = [
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_NOCOLOR=True",
+      "ANSIBLE_SSH_ARGS=-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+    ]
   }
 
   provisioner "file" {
@@ -109,6 +113,8 @@ build {
       "find /root /home -path '*/.ssh/authorized_keys' -type f -delete 2>/dev/null || true",
       "find /root /home -maxdepth 2 -name '.*_history' -type f -delete 2>/dev/null || true",
       "rm -rf /tmp/* /var/tmp/*",
+      "if command -v waagent >/dev/null 2>&1; then waagent -force -deprovision+user; fi",
+      "sync",
     ]
     execute_command = "chmod +x {{ .Path }}; sudo sh '{{ .Path }}'"
   }
