@@ -36,6 +36,9 @@ if [[ -n ${GOLDENIMAGE_NO_BUILD:-} ]]; then
 fi
 
 command -v go >/dev/null || { echo "Go is required to build the control plane binaries (https://go.dev/dl/)" >&2; exit 1; }
+# Go 1.21 and later fetch the toolchain the module asks for (through the module proxy).
+[[ $(go version) =~ go1\.([0-9]+) ]] && (( BASH_REMATCH[1] >= 21 )) \
+  || { echo "Go 1.21 or newer is required to build the control plane binaries (found: $(go version))" >&2; exit 1; }
 
 # Version stamps the upstream release process sets; without them the API server reports v0.0.0.
 minor=${kube_version#v1.}; minor=${minor%%.*}

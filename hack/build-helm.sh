@@ -15,6 +15,9 @@ if [[ -n ${GOLDENIMAGE_NO_BUILD:-} ]]; then
   exit 1
 fi
 command -v go >/dev/null || { echo "Go is required to build helm (https://go.dev/dl/)" >&2; exit 1; }
+# Go 1.21 and later fetch the toolchain the module asks for (through the module proxy).
+[[ $(go version) =~ go1\.([0-9]+) ]] && (( BASH_REMATCH[1] >= 21 )) \
+  || { echo "Go 1.21 or newer is required to build helm (found: $(go version))" >&2; exit 1; }
 echo "building helm $version into $out (a few minutes, once)" >&2
 tmp="$out.tmp.$$"
 trap 'rm -rf "$tmp"' EXIT

@@ -52,6 +52,7 @@ def executor(cluster: Cluster) -> Cluster:
     return cluster
 
 
+@pytest.hookimpl(trylast=True)  # after the fixtures' own teardown
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No process a fixture started may outlive the run."""
     alive = [pid for pid in procs.STARTED if procs.alive(pid)]

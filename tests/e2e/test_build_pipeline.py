@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from goldenimage.kube import names
+from goldenimage.local.aws import CREDENTIALS, NEWEST_RHEL9
 from goldenimage.local.stack import Stack
 from goldenimage.packer import tags
 from support import examples, polling, procs
@@ -145,10 +146,76 @@ def test_a_packer_failure_is_retried_then_reported(stack: Stack, cluster: Cluste
     assert "InvalidAMIID.NotFound" in target["message"]
     jobs = sorted(j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"])
     assert jobs == ["missing-ami-1-aws-1", "missing-ami-1-aws-2"]
-    reasons = [
-        e["reason"] for e in cluster.get("events", "-n", ns)["items"] if e["involvedObject"]["kind"] == "ImageBuild"
-    ]
-    assert "RetryScheduled" in reasons and "TargetFailed" in reasons
+
+    def reasons() -> set[str]:
+        events = cluster.get("events", "-n", ns)["items"]
+        return {e["reason"] for e in events if e["involvedObject"]["kind"] == "ImageBuild"}
+
+    # Events are posted in the background, after the status that led to them.
+    polling.until(lambda: {"RetryScheduled", "TargetFailed"} <= reasons(), what="the retry and failure events")
+
+
+def _ready_condition(cluster: Cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
+    conditions = json.loads(found.stdout).get("status", {}).get("conditions", []) if found.returncode == 0 else []
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def _ready_reason(cluster: Cluster, ns: str, kind: str, name: str) -> str | None:
+    condition = _ready_condition(cluster, ns, kind, name)
+    return str(condition["reason"]) if condition else None
+
+
+def _wait_ready_reason(cluster: Cluster, ns: str, kind: str, name: str, reason: str) -> str:
+    """The message of the object's Ready condition once its reason is `reason`."""
+
+    def message() -> str | None:
+        condition = _ready_condition(cluster, ns, kind, name)
+        return str(condition["message"]) if condition and condition["reason"] == reason else None
+
+    return polling.until(message, what=f"{kind} {name} to be Ready=False with reason {reason}")
+
+
+def test_a_missing_service_account_holds_the_build_until_it_exists(stack: Stack, cluster: Cluster, ns: str) -> None:
+    waiting = image(
+        "waiting",
+        target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+        credentials={"aws": {"serviceAccountName": "packer-late"}},
+    )
+    cluster.apply(waiting, ns)
+    message = _wait_ready_reason(cluster, ns, "imagebuild", "waiting-1", "MissingServiceAccount")
+    assert "packer-late" in message
+    assert cluster.get("jobs", "-n", ns)["items"] == []
+    cluster.kubectl("create", "serviceaccount", "packer-late", "-n", ns)
+    polling.until(
+        lambda: (
+            settled(cluster, ns, "imagebuild", "waiting-1", "Built") is not None
+            and _ready_reason(cluster, ns, "imagebuild", "waiting-1") != "MissingServiceAccount"
+        ),
+        timeout=60,
+        what="the build to notice its ServiceAccount",
+    )
+    build = wait_built(cluster, ns, "waiting-1")
+    assert build["status"]["targets"][0]["artifacts"]
+
+
+def test_a_missing_credentials_secret_holds_the_image_until_it_exists(stack: Stack, cluster: Cluster, ns: str) -> None:
+    keyed = image(
+        "keyed",
+        target={
+            "region": "eu-west-1",
+            "source": {"amiFilter": {"name": "RHEL-9*", "owners": ["309956199498"], "mostRecent": True}},
+        },
+        credentials={"aws": {"secretRef": {"name": "aws-keys"}}},
+    )
+    cluster.apply(keyed, ns)
+    message = _wait_ready_reason(cluster, ns, "goldenimage", "keyed", "MissingCredentials")
+    assert f"{ns}/aws-keys does not exist" in message
+    assert cluster.get("imagebuilds", "-n", ns)["items"] == []
+    literals = [f"--from-literal={k}={v}" for k, v in CREDENTIALS.items()]
+    cluster.kubectl("create", "secret", "generic", "aws-keys", "-n", ns, *literals)
+    build = wait_built(cluster, ns, "keyed-1")
+    assert build["spec"]["sources"] == {"aws": NEWEST_RHEL9}
 
 
 def test_an_invalid_template_fails_once_permanently_with_packers_message(
@@ -242,12 +309,22 @@ def ready_or_none(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None
     return json.loads(found.stdout) if found.returncode == 0 else None
 
 
-def _assert_nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> None:
-    assert _running_instances(ec2, identity) == []
+def _nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> str | None:
+    """What the build left in the cloud, or None."""
+    if instances := _running_instances(ec2, identity):
+        return f"instances left behind: {instances}"
     pairs = [k["KeyName"] for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"]]
-    assert not [p for p in pairs if identity in p], pairs
+    if left := [p for p in pairs if identity in p]:
+        return f"key pairs left behind: {left}"
     groups = {g["GroupId"] for g in ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
-    assert groups <= groups_before, f"security groups left behind: {groups - groups_before}"
+    if groups - groups_before:
+        return f"security groups left behind: {groups - groups_before}"
+    return None
+
+
+def _assert_nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> None:
+    left = _nothing_left(ec2, identity, groups_before)
+    assert left is None, left
 
 
 def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
@@ -280,20 +357,22 @@ def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
 def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, ec2: EC2) -> None:
     """SIGKILL (a crashed node): Packer cannot clean up, so the operator sweeps what the failed
     attempt left, by its build id, target and attempt."""
-    build, _ = _start_hanging_build(cluster, ns, ec2, "killed")
+    build, groups_before = _start_hanging_build(cluster, ns, ec2, "killed")
     identity = build_id(build)
     (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=killed-1")["items"]
-    work = f"/{pod['metadata']['uid'].replace('-', '')[:12]}/v/work"
+    uid = pod["metadata"]["uid"]
     (runner,) = [
-        pid for pid in procs.running_with(work) if "goldenimage-runner" in Path(f"/proc/{pid}/cmdline").read_text()
+        pid for pid in procs.in_container(uid) if "goldenimage-runner" in Path(f"/proc/{pid}/cmdline").read_text()
     ]
-    os.killpg(runner, signal.SIGKILL)
+    assert any("packer" in Path(f"/proc/{pid}/cmdline").read_text() for pid in procs.in_container(uid))
+    os.kill(runner, signal.SIGKILL)
     failed = wait_failed(cluster, ns, "killed-1")
     assert "exit code 137" in failed["status"]["targets"][0]["message"]
-    polling.until(lambda: _running_instances(ec2, identity) == [], what="the builder instance to be swept")
+    # Packer died with its container, before it could clean up.
+    assert procs.in_container(uid) == []
     polling.until(
-        lambda: not [k for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"] if identity in k["KeyName"]],
-        what="the temporary key pair to be swept",
+        lambda: _assert_nothing_left(ec2, identity, groups_before) is None,
+        what="the builder instance, key pair and security group to be swept",
     )
 
 
@@ -328,3 +407,36 @@ def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, ec2: EC2, poli
     for region, snapshot in snapshots:
         left = ec2(region).describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot]}])["Snapshots"]
         assert bool(left) == (policy == "Retain"), (region, snapshot)
+
+
+UNTAGGED = HANGING.replace('  provisioner "shell" {\n    inline = ["sleep 600"]\n  }\n', "")
+
+
+def test_an_untagged_artifact_is_kept_and_does_not_hold_up_deletion(
+    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+) -> None:
+    """A user template that does not tag its AMI: the AMI may be anyone's, so Delete keeps it,
+    says so, and the deletion completes."""
+    cluster.kubectl("create", "configmap", "untagged", "-n", ns, f"--from-literal=main.pkr.hcl={UNTAGGED}")
+    cluster.apply(
+        image(
+            "untagged",
+            target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+            template={"configMapRef": {"name": "untagged", "key": "main.pkr.hcl"}},
+            retention={"deletionPolicy": "Delete"},
+        ),
+        ns,
+    )
+    build = wait_built(cluster, ns, "untagged-1")
+    ((region, ami),) = [(a["region"], a["id"]) for a in build["status"]["targets"][0]["artifacts"]]
+    cluster.kubectl("delete", "goldenimage", "untagged", "-n", ns, "--wait=false")
+    polling.until(lambda: ready_or_none(cluster, ns, "untagged-1") is None, timeout=120, what="the build's deletion")
+    assert ec2(region).describe_images(ImageIds=[ami])["Images"]
+    polling.until(
+        lambda: [
+            e["message"]
+            for e in cluster.get("events", "-n", ns)["items"]
+            if e["reason"] == "ArtifactsKept" and ami in e["message"]
+        ],
+        what="an event saying the AMI was kept",
+    )

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,11 @@ def test_validate_promote_roll_back_and_revoke(
     # Candidate takes it on validation; prod after its soak; both published.
     assert wait_version(cluster, ns, "candidate", 1) == "LatestValidated"
     assert wait_version(cluster, ns, "prod", 1) == "UpstreamChannel"
+    promoted = {
+        name: datetime.fromisoformat(cluster.get("imagechannel", name, "-n", ns)["status"]["current"]["promotedAt"])
+        for name in ("candidate", "prod")
+    }
+    assert promoted["prod"] - promoted["candidate"] >= timedelta(seconds=3), promoted  # prod's minSoak
     assert_published(stack, cluster, ec2, ns, "prod", "app-1")
     assert_published(stack, cluster, ec2, ns, "candidate", "app-1")
     image = cluster.get("goldenimage", "app", "-n", ns)["status"]
@@ -232,16 +238,17 @@ def test_validate_promote_roll_back_and_revoke(
     assert wait_version(cluster, ns, "prod", 1) == "Revoked"
     assert_published(stack, cluster, ec2, ns, "prod", "app-1")
     assert_published(stack, cluster, ec2, ns, "candidate", "app-1")
+
+    def deprecated() -> dict[str, Any] | None:
+        build = cluster.get("imagebuild", "app-2", "-n", ns)
+        done = [c for c in build["status"]["conditions"] if c["type"] == "Deprecated" and c["status"] == "True"]
+        return build if done else None
+
+    build_2 = polling.until(deprecated, what="app-2 to be deprecated")
+    assert [c["reason"] for c in build_2["status"]["conditions"] if c["type"] == "Ready"] == ["Revoked"]
     for region, ami in amis(cluster, ns, "app-2").items():
         (found,) = ec2(region).describe_images(ImageIds=[ami])["Images"]
         assert {t["Key"]: t["Value"] for t in found["Tags"]}.get("goldenimage.io/revoked") == "CVE-2026-1234"
-    build_2 = polling.until(
-        lambda: (lambda b: b if any(c["type"] == "Deprecated" for c in b["status"]["conditions"]) else None)(
-            cluster.get("imagebuild", "app-2", "-n", ns)
-        ),
-        what="app-2 to be deprecated",
-    )
-    assert [c["reason"] for c in build_2["status"]["conditions"] if c["type"] == "Ready"] == ["Revoked"]
     refused = golden(cluster, ns, "promote", "prod", "--version", "2")
     assert refused.returncode == 1 and "is revoked: CVE-2026-1234" in refused.stderr
 
@@ -264,6 +271,10 @@ def test_a_failing_check_blocks_promotion_and_leaves_no_instance(
     passed = {c["name"]: c["passed"] for v in build["status"]["validation"] for c in v["checks"]}
     assert passed == {"tcp-2222": True, "tcp-2999": False}
     polling.until(lambda: running_validation_instances(ec2, "flaky") == [], what="validation instances to terminate")
-    channel = cluster.get("imagechannel", "candidate", "-n", ns)
-    assert channel["status"].get("current") is None
-    assert [c["reason"] for c in channel["status"]["conditions"] if c["type"] == "Ready"] == ["NoValidatedVersion"]
+
+    def waiting() -> dict[str, Any] | None:
+        status = cluster.get("imagechannel", "candidate", "-n", ns).get("status", {})
+        ready = [c["reason"] for c in status.get("conditions", []) if c["type"] == "Ready"]
+        return status if ready == ["NoValidatedVersion"] else None
+
+    assert polling.until(waiting, what="the channel to report no validated version").get("current") is None

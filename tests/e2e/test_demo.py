@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from goldenimage.local.binaries import MissingBinariesError, find
 from support import components, procs
 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(960)
 def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
     components.packer()
+    try:
+        find(build=False)
+    except MissingBinariesError as exc:
+        components.missing("the control plane binaries", str(exc))
     directory = tmp_path / "demo"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "goldenimage"), "demo", "--no-wait", f"--dir={directory}"],

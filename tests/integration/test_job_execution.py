@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import polling
+from support import polling, procs
 from support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 LABELS = {"app.kubernetes.io/managed-by": "goldenimage-operator"}
 
 
-def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
+def job(name: str, code: str, env: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -35,7 +36,10 @@ def job(name: str, code: str, **spec: Any) -> dict[str, Any]:
                             "image": "python:3.11",
                             "command": [sys.executable, "-c", code],
                             # Programs find pod paths through the pod spec, never hard-coded.
-                            "env": [{"name": "RESULT", "value": "/dev/termination-log"}],
+                            "env": [
+                                {"name": "RESULT", "value": "/dev/termination-log"},
+                                *({"name": k, "value": v} for k, v in (env or {}).items()),
+                            ],
                         }
                     ],
                     **spec.pop("pod", {}),
@@ -180,27 +184,56 @@ def test_deleting_the_owner_collects_the_job_and_its_pods(executor: Cluster, nam
     )
 
 
-def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, namespace: str) -> None:
-    code = (
-        "import os, signal, sys, time\n"
-        "def bye(*_):\n"
-        "    open(os.environ['RESULT'], 'w').write('got SIGTERM'); sys.exit(143)\n"
-        "signal.signal(signal.SIGTERM, bye)\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(600)\n"
-    )
-    executor.apply(job("graceful", code, pod={"terminationGracePeriodSeconds": 30}), namespace)
+def _delete_running_pod(cluster: Cluster, namespace: str, job_name: str) -> None:
     pod = polling.until(
-        lambda: next((p for p in pods(executor, namespace, "graceful") if p["status"].get("phase") == "Running"), None),
+        lambda: next((p for p in pods(cluster, namespace, job_name) if p["status"].get("phase") == "Running"), None),
         timeout=60,
         what="the pod to run",
     )
     polling.until(
-        lambda: "ready" in executor.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout,
+        lambda: "ready" in cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout,
         timeout=30,
         what="the process to install its signal handler",
     )
-    executor.kubectl("delete", "pod", pod["metadata"]["name"], "-n", namespace, "--wait=false")
+    cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", namespace, "--wait=false")
+
+
+def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, namespace: str, tmp_path: Path) -> None:
+    # The executor runs pods as local processes, so a host path can report what they saw.
+    code = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    open(os.environ['SIGNAL_FILE'], 'w').write('got SIGTERM'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {"SIGNAL_FILE": str(tmp_path / "signal")}
+    executor.apply(job("graceful", code, env=env, pod={"terminationGracePeriodSeconds": 30}), namespace)
+    _delete_running_pod(executor, namespace, "graceful")
     # The Job controller records the failure from the pod's final status.
     failed = polling.until(lambda: condition(executor, namespace, "graceful", "Failed"), timeout=60, what="Job to fail")
     assert failed["reason"] == "BackoffLimitExceeded"
+    assert (tmp_path / "signal").read_text() == "got SIGTERM"
+
+
+def test_sigkill_after_the_grace_period_takes_every_process_of_the_container(
+    executor: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # Ignores SIGTERM and leaves a child in a session of its own, as Packer's runner does.
+    code = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: open(os.environ['SIGNAL_FILE'], 'w').write('ignored'))\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        "open(os.environ['CHILD_FILE'], 'w').write(str(child.pid))\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    env = {"SIGNAL_FILE": str(tmp_path / "signal"), "CHILD_FILE": str(tmp_path / "child")}
+    executor.apply(job("stubborn", code, env=env, pod={"terminationGracePeriodSeconds": 2}), namespace)
+    _delete_running_pod(executor, namespace, "stubborn")
+    child = int((tmp_path / "child").read_text())
+    assert procs.alive(child)
+    polling.until(lambda: condition(executor, namespace, "stubborn", "Failed"), timeout=60, what="Job to fail")
+    assert (tmp_path / "signal").read_text() == "ignored"
+    polling.until(lambda: not procs.alive(child), timeout=10, what="the container's other process to be killed")

@@ -123,6 +123,15 @@ def test_promote_sets_spec_version_and_refuses_unusable_versions(cluster: Cluste
     assert spec_version(cluster, namespace) == 1
 
 
+def test_flags_after_the_subcommand(cluster: Cluster, namespace: str) -> None:
+    build(cluster, namespace, 1)
+    channel(cluster, namespace, None, [])
+    argv = [PLUGIN, "promote", "web-prod", "--version", "1", "-n", namespace, f"--kubeconfig={cluster.kubeconfig}"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert spec_version(cluster, namespace) == 1
+
+
 def test_unknown_channel(cluster: Cluster, namespace: str) -> None:
     result = golden(cluster, namespace, "rollback", "web-prd")
     assert result.returncode == 1 and f"imagechannel 'web-prd' not found in namespace {namespace}" in result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from goldenimage.runner.result import decode
-from support import components, polling
+from support import components, polling, procs
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,8 @@ def test_sigterm_is_forwarded_and_packer_stops(tmp_path: Path) -> None:
         polling.until(lambda: "started" in (tmp_path / "log").read_text(), timeout=60, what="the build to start")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143
+        # Packer (in a session of its own) and its provisioner's shell have stopped too.
+        assert procs.running_with(str(tmp_path)) == []
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

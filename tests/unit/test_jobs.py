@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from goldenimage.api.goldenimage import SUPPLIED_VARIABLES
 from goldenimage.config import Config
 from goldenimage.kube import jobs, names
 from support import recipes, snapshots
@@ -107,6 +108,9 @@ def test_user_template_gets_our_variables() -> None:
     assert "--user-template" in args
     assert "--var=build_id=web-base-7-1a2b3c4d" in args and "--var=team=platform" in args
     assert "--var=region=eu-west-1" in args
+    # Everything the operator supplies is a name users may not set themselves.
+    supplied = {a.removeprefix("--var=").partition("=")[0] for a in args if a.startswith("--var=")} - {"team"}
+    assert supplied <= set(SUPPLIED_VARIABLES)
 
 
 def test_long_names_fit_in_a_label() -> None:

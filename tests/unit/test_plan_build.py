@@ -176,6 +176,13 @@ def test_missing_secret_blocks_new_jobs_but_says_which() -> None:
     assert ready is not None and ready.reason == "MissingSecret" and "rhsm/token" in ready.message
 
 
+def test_missing_service_account_blocks_new_jobs_but_says_which() -> None:
+    result = plan(build(), observe(missing_service_accounts=["packer-aws"]), SETTINGS)
+    assert kinds(result.actions) == []
+    ready = find(result.status.conditions, "Ready")
+    assert ready is not None and ready.reason == "MissingServiceAccount" and "packer-aws" in ready.message
+
+
 def test_running_job_is_adopted() -> None:
     result = plan(build(), observe(jobs=job("Active")), SETTINGS)
     assert kinds(result.actions) == []

@@ -171,6 +171,13 @@ def test_unknown_source_blocks() -> None:
     assert ready(result).reason == "SourceNotFound" and "aws-eu: no AMI matches" in ready(result).message
 
 
+def test_unreadable_credentials_block_and_say_which_secret() -> None:
+    message = "the aws credentials Secret ns/aws-keys does not exist"
+    result = plan(image(), observe(sources={}, credential_errors={"aws": message}))
+    assert created(result) is None
+    assert (ready(result).reason, ready(result).message) == ("MissingCredentials", message)
+
+
 def test_ready_follows_the_latest_build() -> None:
     built = Condition(type="Ready", status="True", reason="Built", message="2 artifacts", last_transition_time=NOW)
     result = plan(image(), observe(summary(1, ready=built)))

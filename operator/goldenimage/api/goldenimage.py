@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from . import durations
-from .base import Format, Model, ObjectName, Rule, at_most_one_of, exactly_one_of, unique_by
+from .base import FieldRule, Format, Model, ObjectName, Rule, at_most_one_of, exactly_one_of, unique_by
 from .conditions import ConditionList
 from .types import (
     AbsolutePath,
@@ -296,13 +296,23 @@ class Provisioner(Model):
 # ---------------------------------------------------------------------------------------------
 
 
+# What the runner gives a user template (those it declares); spec.template.variables may not
+# shadow them.
+SUPPLIED_VARIABLES = ("build_id", "attempt", "target", "cloud", "region", "inputs_dir", "manifest_path", "aws_endpoint")
+not_supplied = FieldRule(
+    "self.all(k, !(k in [" + ", ".join(f"'{v}'" for v in SUPPLIED_VARIABLES) + "]))",
+    f"may not set {', '.join(SUPPLIED_VARIABLES)}: the operator supplies them",
+    lambda value: not set(value) & set(SUPPLIED_VARIABLES),
+)
+
+
 class UserTemplate(Model):
     """The user's own Packer HCL2; the operator renders nothing but supplies its variables."""
 
     config_map_ref: ConfigMapKeyRef
-    variables: Annotated[dict[PackerVariableName, Annotated[str, Field(max_length=4096)]], Field(max_length=100)] = (
-        Field(default_factory=dict)
-    )
+    variables: Annotated[
+        dict[PackerVariableName, Annotated[str, Field(max_length=4096)]], Field(max_length=100), not_supplied
+    ] = Field(default_factory=dict)
 
 
 class SecretVariable(Model):

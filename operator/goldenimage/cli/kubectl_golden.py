@@ -219,31 +219,38 @@ def rebuild(golden: Golden, args: argparse.Namespace) -> str:
     return f"goldenimage/{args.image}: rebuild requested ({labels.REBUILD}={token})"
 
 
+def _connection_flags(parser: argparse.ArgumentParser, default: object) -> argparse.ArgumentParser:
+    parser.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
+    parser.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", default=default, help="kubeconfig context")
+    return parser
+
+
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="kubectl golden", description=__doc__.splitlines()[0])
-    main.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    main.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
-    main.add_argument("--context", help="kubeconfig context")
+    """Connection flags go before or after the subcommand, as with kubectl. The subcommands' copies
+    default to SUPPRESS, so an absent flag leaves alone what the top level parsed (or its None)."""
+    main = _connection_flags(argparse.ArgumentParser(prog="kubectl golden", description=__doc__.splitlines()[0]), None)
+    common = _connection_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
     sub = main.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("status", help="images, builds and channels at a glance").set_defaults(run=status)
-    p = sub.add_parser("history", help="a channel's current entry and history")
+    sub.add_parser("status", help="images, builds and channels at a glance", parents=[common]).set_defaults(run=status)
+    p = sub.add_parser("history", help="a channel's current entry and history", parents=[common])
     p.add_argument("channel")
     p.set_defaults(run=history)
-    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)")
+    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)", parents=[common])
     p.add_argument("channel")
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=promote)
-    p = sub.add_parser("rollback", help="point a channel back at its previous usable version")
+    p = sub.add_parser("rollback", help="point a channel back at its previous usable version", parents=[common])
     p.add_argument("channel")
     p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=rollback)
-    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it")
+    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it", parents=[common])
     p.add_argument("build")
     p.add_argument("--reason", required=True)
     p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=revoke)
-    p = sub.add_parser("rebuild", help="ask for a new version of an image")
+    p = sub.add_parser("rebuild", help="ask for a new version of an image", parents=[common])
     p.add_argument("image")
     p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=rebuild)

@@ -17,7 +17,7 @@ from botocore.parsers import ResponseParserError
 
 from ..api.goldenimage import Selector, Target, Validation
 from ..packer import tags
-from .base import CloudError, Instance, Pointer, Resource, SourceNotFoundError
+from .base import CloudError, ForeignArtifactError, Instance, Pointer, Resource, SourceNotFoundError
 
 REVOKED_TAG = "goldenimage.io/revoked"
 
@@ -130,7 +130,7 @@ class Aws:
         carried = {t["Key"]: t["Value"] for t in images[0].get("Tags", [])}.get(tags.BUILD_ID)
         if carried != build_id:
             # Only what this build made: status is no licence to delete anyone's image.
-            raise CloudError(f"{artifact_id} in {region} does not carry {tags.BUILD_ID}={build_id}; not deleting it")
+            raise ForeignArtifactError(f"{artifact_id} in {region} does not carry {tags.BUILD_ID}={build_id}")
         snapshots = [m["Ebs"]["SnapshotId"] for m in images[0].get("BlockDeviceMappings", []) if "Ebs" in m]
         snapshots = [s for s in snapshots if s]
         # Deregister first: a snapshot in use by an AMI cannot be deleted.
@@ -172,8 +172,15 @@ class Aws:
         named = re.compile(re.escape(pair) + (r"$" if attempt is not None else (r"\d+$" if target else r".+-a\d+$")))
         out: list[Resource] = []
         for region in regions:
+            attached: set[str] = set()
             for reservation in self._all(region, "describe_instances", "Reservations", Filters=filters):
                 for instance in reservation["Instances"]:
+                    # Packer creates its temporary group untagged and the runner tags it as soon
+                    # as it appears; a SIGKILL can come first, but the builder instance (still
+                    # listed for a while once terminated) names the group.
+                    attached |= {
+                        g["GroupId"] for g in instance.get("SecurityGroups", []) if g["GroupName"].startswith("packer_")
+                    }
                     if instance["State"]["Name"] not in ("terminated", "shutting-down"):
                         out.append(Resource("instance", region, instance["InstanceId"]))
             volumes = self._all(region, "describe_volumes", "Volumes", Filters=filters)
@@ -181,8 +188,15 @@ class Aws:
             # Temporary key pairs are named after the build and target (Packer does not tag them).
             pairs = (self._call(region, "describe_key_pairs") or {}).get("KeyPairs", [])
             out += [Resource("key-pair", region, k["KeyName"]) for k in pairs if named.match(k["KeyName"])]
-            groups = self._all(region, "describe_security_groups", "SecurityGroups", Filters=filters)
-            out += [Resource("security-group", region, g["GroupId"]) for g in groups]
+            groups = {
+                g["GroupId"] for g in self._all(region, "describe_security_groups", "SecurityGroups", Filters=filters)
+            }
+            if attached - groups:  # those that still exist
+                by_id = [{"Name": "group-id", "Values": sorted(attached - groups)}]
+                groups |= {
+                    g["GroupId"] for g in self._all(region, "describe_security_groups", "SecurityGroups", Filters=by_id)
+                }
+            out += [Resource("security-group", region, g) for g in sorted(groups)]
             if attempt is not None:
                 # Images of an attempt that failed were never recorded: they would only leak.
                 images = self._all(region, "describe_images", "Images", Owners=["self"], Filters=filters)

@@ -13,6 +13,11 @@ class CloudError(Exception):
     """A cloud call failed in a way that may pass (throttling, outage): try again later."""
 
 
+class ForeignArtifactError(Exception):
+    """An artifact on record does not carry the build's id (a user template that did not tag it):
+    it is never deleted, and trying again will not change that."""
+
+
 class SourceNotFoundError(Exception):
     """A source selector matches no image: waiting will not help until the spec or cloud changes."""
 
@@ -58,7 +63,7 @@ class Cloud(Protocol):
 
     def delete_artifact(self, region: str, artifact_id: str, build_id: str) -> list[Resource]:
         """Delete an image and what it consists of (e.g. an AMI and its snapshots), if it carries
-        the build id (else CloudError); a missing image counts as deleted. Returns what went."""
+        the build id (else ForeignArtifactError); a missing image counts as deleted. Returns what went."""
 
     def leftovers(
         self, build_id: str, regions: Sequence[str], target: str | None = None, attempt: int | None = None

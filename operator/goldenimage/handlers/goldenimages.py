@@ -22,7 +22,7 @@ from ..reconcile import goldenimage as planner
 from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
 from . import invalid
 from .context import Operator, current, log
-from .credentials import adapter
+from .credentials import CredentialsUnavailableError, adapter
 
 
 def key(namespace: str, name: str) -> tuple[str, str, str]:
@@ -124,8 +124,13 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
 
     sources: dict[str, str] = {}
     errors: dict[str, str] = {}
+    credential_errors: dict[str, str] = {}
     for target in spec.targets:
-        cloud = await adapter(op, spec, target.cloud, namespace)
+        try:
+            cloud = await adapter(op, spec, target.cloud, namespace)
+        except CredentialsUnavailableError as exc:
+            credential_errors[target.cloud] = str(exc)
+            continue
         if cloud is None:
             continue
         try:
@@ -141,6 +146,7 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
         builds=builds,
         sources=sources,
         source_errors=errors,
+        credential_errors=credential_errors,
         inputs=digests,
         missing_inputs=missing,
         referenced=frozenset(referenced),

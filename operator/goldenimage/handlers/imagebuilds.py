@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from ..api.errors import summary
 from ..api.goldenimage import Target
 from ..api.resources import ImageBuild
-from ..clouds.base import CloudError
+from ..clouds.base import CloudError, ForeignArtifactError
 from ..kube import jobs, labels, names, results
-from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, ConflictError
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, SERVICEACCOUNTS, ConflictError
 from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
@@ -209,6 +209,7 @@ async def _gather(op: Operator, build: ImageBuild) -> planner.BuildObservation:
         inputs_exist=config_map is not None,
         input_contents=contents,
         missing_secrets=missing,
+        missing_service_accounts=await _missing_service_accounts(op, build),
         jobs=outcomes,
     )
 
@@ -225,6 +226,19 @@ async def _read_refs(op: Operator, namespace: str, refs: list[str]) -> dict[str,
         if found is not None and cm_key in (found.get("data") or {}):
             out[ref] = found["data"][cm_key]
     return out
+
+
+async def _missing_service_accounts(op: Operator, build: ImageBuild) -> list[str]:
+    credentials = build.spec.recipe.credentials
+    if credentials is None:
+        return []
+    wanted = {
+        c.service_account_name
+        for c in (credentials.aws, credentials.gcp, credentials.azure)
+        if c is not None and c.service_account_name
+    }
+    namespace = build.metadata.namespace or ""
+    return [n for n in sorted(wanted) if await op.kube.get(SERVICEACCOUNTS, namespace, n) is None]
 
 
 async def _missing_secrets(op: Operator, build: ImageBuild) -> list[str]:
@@ -331,7 +345,12 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
             found = await asyncio.to_thread(cloud.find_artifacts, build_id, regions(target))
             artifacts |= {(r.region, r.id) for r in found}
             for region, artifact in sorted(artifacts):
-                deleted += [str(r) for r in await asyncio.to_thread(cloud.delete_artifact, region, artifact, build_id)]
+                try:
+                    removed = await asyncio.to_thread(cloud.delete_artifact, region, artifact, build_id)
+                except ForeignArtifactError as exc:
+                    await op.kube.event(body, "Warning", "ArtifactsKept", f"{exc}: not deleting it")
+                    continue
+                deleted += [str(r) for r in removed]
     except CloudError as exc:
         hint = f" (annotate {labels.SKIP_CLEANUP}=true to give up)"
         raise kopf.TemporaryError(f"cloud clean-up failed, retrying: {exc}{hint}", delay=30) from exc

@@ -53,6 +53,7 @@ JOBS = Kind("batch", "v1", "jobs", "Job")
 PODS = Kind("", "v1", "pods", "Pod")
 CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
 SECRETS = Kind("", "v1", "secrets", "Secret")
+SERVICEACCOUNTS = Kind("", "v1", "serviceaccounts", "ServiceAccount")
 EVENTS = Kind("", "v1", "events", "Event")
 
 

@@ -3,9 +3,11 @@
 It registers a Node, binds pending Pods that carry the selected labels to it, and runs each
 Pod's container command as a local process (see podspec.py for how the container is prepared).
 It reports the Pod through Running to Succeeded or Failed with the real exit code and the
-termination message, and on deletion sends SIGTERM, then SIGKILL after the grace period. The real
-Job controller then decides Complete or Failed. `kubectl logs` works through a small kubelet-style
-log endpoint on 127.0.0.1.
+termination message, and on deletion sends SIGTERM, then SIGKILL after the grace period. Every
+process of a container carries CONTAINER_ENV in its environment: when the main process exits or
+is killed, they all go, as they would with the container's cgroup. The real Job controller then
+decides Complete or Failed. `kubectl logs` works through a small kubelet-style log endpoint on
+127.0.0.1.
 
     python -m goldenimage.local.executor --kubeconfig KUBECONFIG --work-dir DIR
 """
@@ -44,6 +46,7 @@ log = logging.getLogger("goldenimage.executor")
 DEFAULT_SELECTOR = "app.kubernetes.io/managed-by=goldenimage-operator"
 MESSAGE_LIMIT = 4096  # the kubelet's cap on a container's termination message
 RESYNC_SECONDS = 2.0
+CONTAINER_ENV = "GOLDENIMAGE_LOCAL_POD_UID"
 
 
 def _now() -> str:
@@ -256,7 +259,10 @@ class Executor:
             return
         try:
             process = processes.spawn(
-                prepared.argv, log=directory / "container.log", env=prepared.env, cwd=prepared.cwd
+                prepared.argv,
+                log=directory / "container.log",
+                env={**prepared.env, CONTAINER_ENV: meta["uid"]},
+                cwd=prepared.cwd,
             )
         except OSError as exc:
             self._report_exit(pod, exit_code=128, reason="StartError", message=str(exc))
@@ -293,14 +299,13 @@ class Executor:
             code = local.process.poll()
             if code is None:
                 if local.kill_at is not None and now >= local.kill_at:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(local.process.pid, signal.SIGKILL)
+                    processes.kill_tagged(CONTAINER_ENV, uid)
                 elif local.deadline is not None and now >= local.deadline and local.kill_at is None:
                     self._terminate(local, 30, reason="DeadlineExceeded")
                 continue
-            # The container is gone: nothing of it may outlive its main process.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(local.process.pid, signal.SIGKILL)
+            # The container is gone: nothing of it may outlive its main process, not even what
+            # started a session of its own.
+            processes.kill_tagged(CONTAINER_ENV, uid)
             del self.running[uid]
             self.finished[uid] = local.directory
             self.finished_names[uid] = (local.namespace, local.name)
@@ -337,8 +342,7 @@ class Executor:
         for local in self.running.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 local.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(local.process.pid, signal.SIGKILL)
+            processes.kill_tagged(CONTAINER_ENV, local.uid)
         self.running.clear()
 
     # -- status ----------------------------------------------------------------------------

@@ -74,6 +74,33 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def kill_tagged(name: str, value: str) -> list[int]:
+    """SIGKILL every process started with `name=value` in its environment, which children
+    inherit even across sessions: what a container runtime does to a container's cgroup."""
+    needle = f"{name}={value}".encode()
+    killed: list[int] = []
+    for _ in range(5):  # again, for what forked meanwhile
+        found = [pid for pid in _pids() if pid not in killed and needle in _environ(pid)]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed.extend(found)
+    return killed
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def _environ(pid: int) -> list[bytes]:
+    try:  # empty for zombies, unreadable for other users' processes
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.1, what: str) -> None:
     """Poll `condition` until it holds; TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -45,6 +45,8 @@ class ImageObservation:
     # Source image per target, for targets whose cloud resolves selectors.
     sources: Mapping[str, str] = field(default_factory=dict)
     source_errors: Mapping[str, str] = field(default_factory=dict)
+    # Per cloud: why the recipe's credentials cannot be used now (sources stay unresolved).
+    credential_errors: Mapping[str, str] = field(default_factory=dict)
     # Digest of every ConfigMap key the recipe reads ("name/key" -> sha256:...).
     inputs: Mapping[str, str] = field(default_factory=dict)
     missing_inputs: Sequence[str] = ()
@@ -109,6 +111,8 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
     blocked: tuple[str, str] | None = None
     if observed.missing_inputs:
         blocked = ("MissingConfigMap", "waiting for ConfigMap key " + ", ".join(observed.missing_inputs))
+    elif observed.credential_errors:
+        blocked = ("MissingCredentials", "; ".join(e for _, e in sorted(observed.credential_errors.items())))
     elif observed.source_errors:
         blocked = ("SourceNotFound", "; ".join(f"{t}: {e}" for t, e in sorted(observed.source_errors.items())))
 

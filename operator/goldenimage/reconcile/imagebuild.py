@@ -38,6 +38,8 @@ class BuildObservation:
     input_contents: Mapping[str, str] | None = None
     # Secrets (or Secret keys) the build needs that do not exist, as "name" or "name/key".
     missing_secrets: Sequence[str] = ()
+    # Without its ServiceAccount a Job's Pod is never created: the Job would wait for its deadline.
+    missing_service_accounts: Sequence[str] = ()
     jobs: Mapping[str, JobOutcome] = field(default_factory=dict)
 
 
@@ -110,6 +112,9 @@ class _Planner:
         if self.blocked is None and self.observed.missing_secrets:
             names_ = ", ".join(self.observed.missing_secrets)
             self.blocked = ("MissingSecret", f"waiting for Secret {names_}: the build's Jobs need it")
+        if self.blocked is None and self.observed.missing_service_accounts:
+            names_ = ", ".join(self.observed.missing_service_accounts)
+            self.blocked = ("MissingServiceAccount", f"waiting for ServiceAccount {names_}: the build's Jobs run as it")
         previous = {t.name: t for t in self.status.targets}
         targets = [self._target(t, previous.get(t.name)) for t in self.build.spec.recipe.targets]
         validation = self._validation(targets)

@@ -1,0 +1,167 @@
+"""The AWS adapter against moto: what a sweep may touch, what an artifact deletion refuses, and
+where a channel's pointer is published."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from goldenimage.api.goldenimage import Target
+from goldenimage.clouds.aws import REVOKED_TAG, Aws
+from goldenimage.clouds.base import CloudError, ForeignArtifactError, Pointer, SourceNotFoundError
+from goldenimage.local.aws import CREDENTIALS, NEWEST_RHEL9, Moto
+from goldenimage.packer import tags
+from support import procs
+
+pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    server = Moto.start()
+    assert server.process is not None
+    procs.started([server.process.pid])
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto: Moto) -> Aws:
+    return Aws(endpoint_url=moto.endpoint, credentials=CREDENTIALS)
+
+
+def _labels(build_id: str, target: str = "aws", attempt: int = 1) -> list[dict[str, str]]:
+    labels = {tags.BUILD_ID: build_id, tags.TARGET: target, tags.ATTEMPT: str(attempt)}
+    return [{"Key": k, "Value": v} for k, v in labels.items()]
+
+
+def _builder(aws: Aws, build_id: str, attempt: int, *, tag_group: bool) -> tuple[str, str, str]:
+    """What Packer creates for one attempt: key pair, temporary group, tagged instance."""
+    ec2 = aws.ec2(REGION)
+    pair = f"packer-{build_id}-aws-a{attempt}"
+    ec2.create_key_pair(KeyName=pair)
+    group = ec2.create_security_group(GroupName=f"packer_{build_id}-{attempt}", Description="Temporary group")
+    if tag_group:
+        ec2.create_tags(Resources=[group["GroupId"]], Tags=_labels(build_id, attempt=attempt))
+    instance = ec2.run_instances(
+        ImageId=NEWEST_RHEL9,
+        MinCount=1,
+        MaxCount=1,
+        KeyName=pair,
+        SecurityGroupIds=[group["GroupId"]],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": _labels(build_id, attempt=attempt)}],
+    )["Instances"][0]["InstanceId"]
+    return pair, group["GroupId"], instance
+
+
+def _image(aws: Aws, build_id: str | None, name: str) -> str:
+    ec2 = aws.ec2(REGION)
+    instance = ec2.run_instances(ImageId=NEWEST_RHEL9, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    request: dict[str, Any] = {"InstanceId": instance, "Name": name}
+    if build_id is not None:
+        request["TagSpecifications"] = [{"ResourceType": "image", "Tags": _labels(build_id)}]
+    image: str = ec2.create_image(**request)["ImageId"]
+    ec2.terminate_instances(InstanceIds=[instance])
+    return image
+
+
+def test_a_sweep_takes_only_its_attempt_including_an_untagged_temporary_group(aws: Aws) -> None:
+    # Attempt 1 was killed before the runner could tag its group; attempt 2 still runs.
+    pair1, group1, instance1 = _builder(aws, "sweep-1-abc", 1, tag_group=False)
+    pair2, group2, instance2 = _builder(aws, "sweep-1-abc", 2, tag_group=True)
+    other = _builder(aws, "other-1-def", 1, tag_group=True)
+
+    found = {(r.kind, r.id) for r in aws.leftovers("sweep-1-abc", [REGION], "aws", 1)}
+    assert found == {("instance", instance1), ("key-pair", pair1), ("security-group", group1)}
+
+    aws.sweep("sweep-1-abc", [REGION], "aws", 1)
+    ec2 = aws.ec2(REGION)
+    states = {
+        i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+    }
+    assert states[instance1] == "terminated"
+    assert states[instance2] == states[other[2]] == "running"
+    pairs = {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+    assert pair1 not in pairs and {pair2, other[0]} <= pairs
+    groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
+    assert group1 not in groups and {group2, other[1]} <= groups
+    # Swept: nothing of attempt 1 is found again, even though its instance is still listed.
+    assert aws.leftovers("sweep-1-abc", [REGION], "aws", 1) == []
+
+
+def test_the_runner_tags_the_temporary_group_for_the_sweep(aws: Aws) -> None:
+    group = aws.ec2(REGION).create_security_group(GroupName="packer_0123-tagged", Description="Temporary group")
+    aws.tag_security_group(REGION, "packer_0123-tagged", {tags.BUILD_ID: "tagged-1-abc", tags.TARGET: "aws"})
+    found = aws.leftovers("tagged-1-abc", [REGION], "aws")
+    assert [(r.kind, r.id) for r in found] == [("security-group", group["GroupId"])]
+
+
+def test_deleting_an_artifact_needs_the_builds_tag_and_takes_its_snapshots(aws: Aws) -> None:
+    ec2 = aws.ec2(REGION)
+    foreign = _image(aws, None, "somebody-elses")
+    with pytest.raises(ForeignArtifactError, match="does not carry"):
+        aws.delete_artifact(REGION, foreign, "mine-1-abc")
+    assert ec2.describe_images(ImageIds=[foreign])["Images"]
+
+    mine = _image(aws, "mine-1-abc", "mine-1-abc-a1")
+    (snapshot,) = [
+        m["Ebs"]["SnapshotId"] for m in ec2.describe_images(ImageIds=[mine])["Images"][0]["BlockDeviceMappings"]
+    ]
+    deleted = aws.delete_artifact(REGION, mine, "mine-1-abc")
+    assert {(r.kind, r.id) for r in deleted} == {("image", mine), ("snapshot", snapshot)}
+    assert aws.missing_artifacts([(REGION, mine), (REGION, foreign)]) == {(REGION, mine)}
+    assert snapshot not in {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    # Already gone: nothing to do, no error.
+    assert aws.delete_artifact(REGION, mine, "mine-1-abc") == []
+
+
+def test_a_revoked_image_is_no_longer_a_source(aws: Aws) -> None:
+    target = Target.model_validate(
+        {
+            "name": "aws",
+            "aws": {"region": REGION, "source": {"amiFilter": {"name": "base-*", "owners": ["self"]}}},
+        }
+    )
+    with pytest.raises(SourceNotFoundError, match="no AMI"):
+        aws.resolve_source(target)
+    images = {_image(aws, "base-1-abc", "base-1"), _image(aws, "base-2-abc", "base-2")}
+    picked = aws.resolve_source(target)
+    assert picked in images
+    aws.deprecate(REGION, picked, "CVE-2026-0001")
+    described = aws.ec2(REGION).describe_images(ImageIds=[picked])["Images"][0]
+    assert {t["Key"]: t["Value"] for t in described["Tags"]}[REVOKED_TAG] == "CVE-2026-0001"
+    assert aws.resolve_source(target) == (images - {picked}).pop()
+
+
+def test_publication_moves_the_parameter_and_the_tag_and_leaves_foreign_parameters_alone(aws: Aws) -> None:
+    ssm = aws.client("ssm", REGION)
+    v1, v2 = _image(aws, "pub-1-abc", "pub-1"), _image(aws, "pub-2-abc", "pub-2")
+    for image in (v1, v2):
+        aws.ec2(REGION).create_tags(Resources=[image], Tags=[{"Key": tags.NAMESPACE, "Value": "team-a"}])
+    publish = {"ssmParameter": "/golden/pub/prod", "tag": {"key": "channel/prod", "value": "true"}}
+    scope = {tags.NAMESPACE: "team-a"}
+
+    def tagged() -> set[str]:
+        found = aws.ec2(REGION).describe_images(Filters=[{"Name": "tag:channel/prod", "Values": ["true"]}])
+        return {i["ImageId"] for i in found["Images"]}
+
+    changes = aws.publish(scope, publish, [Pointer("aws", REGION, v1)], [])
+    assert ssm.get_parameter(Name="/golden/pub/prod")["Parameter"]["Value"] == v1
+    assert tagged() == {v1}
+    assert aws.publish(scope, publish, [Pointer("aws", REGION, v1)], []) == []  # idempotent
+    assert changes
+
+    aws.publish(scope, publish, [Pointer("aws", REGION, v2)], [Pointer("aws", REGION, v1)])
+    assert ssm.get_parameter(Name="/golden/pub/prod")["Parameter"]["Value"] == v2
+    assert tagged() == {v2}
+
+    ssm.put_parameter(Name="/golden/pub/foreign", Value="not an AMI", Type="String")
+    with pytest.raises(CloudError, match="not an aws:ec2:image parameter"):
+        aws.publish(scope, {"ssmParameter": "/golden/pub/foreign"}, [Pointer("aws", REGION, v2)], [])
+    assert ssm.get_parameter(Name="/golden/pub/foreign")["Parameter"]["Value"] == "not an AMI"
