@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ class Moto:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     amis: list[dict[str, object]] = field(default_factory=lambda: list(SEED_AMIS))
+    owns_directory: bool = False  # a temporary one, removed by stop()
 
     @property
     def endpoint(self) -> str:
@@ -63,7 +65,7 @@ class Moto:
 
     @classmethod
     def start(cls, directory: Path | None = None) -> Moto:
-        moto = cls(Path(directory or tempfile.mkdtemp(prefix="goldenimage-moto-")))
+        moto = cls(Path(directory or tempfile.mkdtemp(prefix="goldenimage-moto-")), owns_directory=directory is None)
         moto.directory.mkdir(parents=True, exist_ok=True)
         amis = moto.directory / "amis.json"
         amis.write_text(json.dumps(moto.amis))
@@ -94,6 +96,8 @@ class Moto:
         if self.process is not None:
             processes.stop(self.process)
             self.process = None
+        if self.owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _base_env() -> dict[str, str]:
