@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from goldenimage.api import durations
 from goldenimage.api.goldenimage import SUPPLIED_VARIABLES
+from goldenimage.api.imagebuild import ImageBuildSpec
+from goldenimage.api.resources import ImageBuild, ObjectMeta
 from goldenimage.config import Config
 from goldenimage.kube import jobs, names
 from support import recipes, snapshots
@@ -13,19 +16,19 @@ from support import recipes, snapshots
 CONFIG = Config(runner_image="ghcr.io/goldenimage/packer-runner:0.1.0", runner_env={"HTTPS_PROXY": "http://proxy:3128"})
 
 
-def make(text: str | None = None, *, attempt: int = 1, config: Config = CONFIG) -> dict[str, Any]:
+def build(text: str | None = None) -> ImageBuild:
     spec = recipes.spec(text) if text else recipes.example("web-base").spec
-    return jobs.build_job(
-        namespace="platform",
-        image="web-base",
-        build="web-base-7",
-        build_uid="1a2b3c4d-0000-0000-0000-000000000000",
-        version=7,
-        recipe=spec,
-        target=spec.targets[0],
-        attempt=attempt,
-        config=config,
+    return ImageBuild(
+        metadata=ObjectMeta(name="web-base-7", namespace="platform", uid="1a2b3c4d-0000-0000-0000-000000000000"),
+        spec=ImageBuildSpec(
+            image="web-base", version=7, fingerprint="sha256:" + "a" * 64, reason="Initial", recipe=spec
+        ),
     )
+
+
+def make(text: str | None = None, *, attempt: int = 1, config: Config = CONFIG) -> dict[str, Any]:
+    made = build(text)
+    return jobs.build_job(made, made.spec.recipe.targets[0], attempt, config)
 
 
 def test_snapshot() -> None:
@@ -127,3 +130,22 @@ def test_the_runner_image_runs_as_the_jobs_user() -> None:
     dockerfile = (paths.REPO_ROOT / "packer-runner" / "Dockerfile").read_text()
     assert f"USER {jobs.RUNNER_UID}:{jobs.RUNNER_UID}" in dockerfile
     assert "HOME=/work/home" in dockerfile and jobs.WORK_DIR == "/work"
+
+
+def test_validation_job_of_one_artifact() -> None:
+    made = build()
+    job = jobs.validation_job(made, made.spec.recipe.targets[0], "us-east-1", "ami-0123456789abcdef0", 1, CONFIG)
+    assert job["metadata"]["name"] == names.validation_job(
+        "web-base-7", made.spec.recipe.targets[0].name, "us-east-1", 1
+    )
+    assert job["metadata"]["labels"]["goldenimage.io/region"] == "us-east-1"
+    assert job["metadata"]["labels"]["goldenimage.io/role"] == "validate"
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "validate" and "--image=ami-0123456789abcdef0" in args and "--region=us-east-1" in args
+    instance_tags = json.loads(next(a for a in args if a.startswith("--tags=")).removeprefix("--tags="))
+    assert instance_tags["goldenimage.io/build-id"] == "web-base-7-1a2b3c4d"
+    assert instance_tags["goldenimage.io/role"] == "validation"
+    assert instance_tags["goldenimage.io/namespace"] == "platform"
+    timeout = made.spec.recipe.validation.timeout if made.spec.recipe.validation else "20m"
+    expected = (durations.parse(timeout) + jobs.VALIDATION_CLEANUP).total_seconds()
+    assert job["spec"]["activeDeadlineSeconds"] == expected

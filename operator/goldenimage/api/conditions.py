@@ -56,7 +56,7 @@ def set_condition(
     generation: int | None = None,
 ) -> list[Condition]:
     """Return the conditions with one set; the transition time moves only when the status does."""
-    old = next((c for c in conditions if c.type == type_), None)
+    old = find(conditions, type_)
     since = old.last_transition_time if old is not None and old.status == status else now
     new = Condition(
         type=type_,

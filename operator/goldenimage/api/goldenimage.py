@@ -498,6 +498,13 @@ class GoldenImageSpec(Model):
     rebuild: RebuildPolicy | None = None
     retention: RetentionPolicy | None = None
 
+    def target(self, name: str) -> Target:
+        """The target called `name`; LookupError when there is none."""
+        found = next((t for t in self.targets if t.name == name), None)
+        if found is None:
+            raise LookupError(f"no target named {name!r}")
+        return found
+
 
 class GoldenImageStatus(Model):
     observed_generation: Annotated[int, Field(ge=0)] | None = None

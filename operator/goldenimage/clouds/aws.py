@@ -386,9 +386,6 @@ class Aws:
     def terminate(self, instance: Instance) -> None:
         self._call(instance.region, "terminate_instances", InstanceIds=[instance.id])
 
-    def instances(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
-        return [r for r in self.leftovers(build_id, regions) if r.kind == "instance"]
-
     # -- publication ---------------------------------------------------------------------
 
     def publish(

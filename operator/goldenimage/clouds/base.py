@@ -100,9 +100,6 @@ class Cloud(Protocol):
     def terminate(self, instance: Instance) -> None:
         """Stop and delete the instance; a missing instance counts as terminated."""
 
-    def instances(self, build_id: str, regions: Sequence[str]) -> list[Resource]:
-        """Instances carrying the build id that are not terminated."""
-
     # -- publication -----------------------------------------------------------------------
 
     def publish(

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
+from ..clouds.base import CloudError
 from ..clouds.registry import Clouds
 from ..config import Config
-from ..kube.client import Kube
+from ..kube.client import ConflictError, Kube
 
 log = logging.getLogger("goldenimage")
 
@@ -61,7 +62,16 @@ class Serializer:
         self.later(key, 0.0, fn)
 
 
-Trigger = Callable[["Operator", str, str], None]
+# The kinds the operator reconciles, as the keys of its reconcilers.
+GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL = "goldenimage", "imagebuild", "imagechannel"
+Reconcile = Callable[["Operator", str, str], Awaitable[None]]
+# A conditional status write that lost a race re-plans from the new state at once, this often.
+CONFLICT_RETRIES = 5
+CLOUD_RETRY_SECONDS = 30.0
+
+
+class RetryLaterError(Exception):
+    """What the reconcile needs cannot be read now; try again in a while."""
 
 
 @dataclass
@@ -69,18 +79,39 @@ class Operator:
     config: Config
     kube: Kube
     clouds: Clouds
+    reconcilers: dict[str, Reconcile] = field(default_factory=dict)
     serializer: Serializer = field(default_factory=Serializer)
     # Every object seen, by kind, for the periodic resync. (kopf timers would do, but they make
     # kopf put its finalizer on every object, which then cannot be deleted without the operator.)
     known: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
-    triggers: dict[str, Trigger] = field(default_factory=dict)
 
-    def track(self, kind: str, namespace: str, name: str, *, present: bool) -> None:
+    async def on_event(self, kind: str, event: str, namespace: str | None, name: str) -> None:
+        """A watch event: remember the object for the resync, and reconcile it now."""
+        if namespace is None:
+            return
         keys = self.known.setdefault(kind, set())
-        if present:
-            keys.add((namespace, name))
-        else:
+        if event == "DELETED":
             keys.discard((namespace, name))
+            return
+        keys.add((namespace, name))
+        await self.serializer.run((kind, namespace, name), lambda: self._reconcile(kind, namespace, name))
+
+    def trigger(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile the object after `delay` seconds (an earlier request wins)."""
+        self.serializer.later((kind, namespace, name), delay, lambda: self._reconcile(kind, namespace, name))
+
+    async def _reconcile(self, kind: str, namespace: str, name: str) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                await self.reconcilers[kind](self, namespace, name)
+                return
+            except ConflictError:
+                log.info("%s %s/%s changed while it was reconciled; planning again", kind, namespace, name)
+            except (CloudError, RetryLaterError) as exc:
+                log.warning("%s %s/%s: retrying soon: %s", kind, namespace, name, exc)
+                self.trigger(kind, namespace, name, CLOUD_RETRY_SECONDS)
+                return
+        log.warning("%s %s/%s kept changing; the next event retries", kind, namespace, name)
 
     async def resync_forever(self) -> None:
         """Level-based safety net: every object is reconciled again each resync interval, which
@@ -89,10 +120,8 @@ class Operator:
         while True:
             await asyncio.sleep(interval)
             for kind, keys in self.known.items():
-                trigger = self.triggers.get(kind)
-                if trigger is not None:
-                    for namespace, name in sorted(keys):
-                        trigger(self, namespace, name)
+                for namespace, name in sorted(keys):
+                    self.trigger(kind, namespace, name)
 
 
 _current: Operator | None = None

@@ -13,24 +13,17 @@ from pydantic import ValidationError
 from ..api.conditions import find, is_true
 from ..api.errors import summary
 from ..api.resources import GoldenImage, ImageBuild
-from ..clouds.base import CloudError, SourceNotFoundError
-from ..kube import jobs, labels, names
+from ..clouds.base import SourceNotFoundError
+from ..kube import jobs, labels
 from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
 from ..reconcile import goldenimage as planner
+from ..reconcile import imagebuild as build_planner
 from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
-from . import invalid
-from .context import Operator, current, log
+from . import imagechannels, invalid
+from .context import GOLDENIMAGE, Operator, current, log
 from .credentials import CredentialsUnavailableError, adapter
-
-
-def key(namespace: str, name: str) -> tuple[str, str, str]:
-    return ("goldenimage", namespace, name)
-
-
-def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
-    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
@@ -42,12 +35,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
     except ValidationError as exc:
         await invalid.report(op, GOLDENIMAGES, body, summary(exc))
         return
-    try:
-        observed = await _gather(op, image)
-    except CloudError as exc:
-        log.warning("GoldenImage %s/%s: a cloud lookup failed, retrying soon: %s", namespace, name, exc)
-        trigger(op, namespace, name, 30)
-        return
+    observed = await _gather(op, image)
     plan = planner.plan(image, observed)
     for action in plan.actions:
         if isinstance(action, CreateBuild):
@@ -67,7 +55,7 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
         if isinstance(action, Emit):
             await op.kube.event(body, action.type, action.reason, action.message)
     if plan.requeue_after is not None:
-        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 1)
+        op.trigger(GOLDENIMAGE, namespace, name, plan.requeue_after.total_seconds() + 1)
 
 
 async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
@@ -97,20 +85,13 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
                 deleting=build.metadata.deletion_timestamp is not None,
                 validated=build.status is not None and is_true(build.status.conditions, "Validated"),
                 revoked=build.spec.revoked is not None,
-                finished=_finished(build),
+                finished=build_planner.finished(build),
             )
         )
 
     referenced: set[str] = set()
     for channel in await op.kube.list(IMAGECHANNELS, namespace):
-        if channel.get("spec", {}).get("image") != name:
-            continue
-        state = channel.get("status") or {}
-        for entry in [state.get("current"), *(state.get("history") or [])]:
-            if entry:
-                referenced.add(entry.get("build", ""))
-        if channel["spec"].get("version"):
-            referenced.add(names.build(name, channel["spec"]["version"]))
+        referenced |= imagechannels.references(channel, name)
 
     digests: dict[str, str] = {}
     missing: list[str] = []
@@ -153,16 +134,6 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     )
 
 
-def _finished(build: ImageBuild) -> bool:
-    """Nothing of the build is running or still to start."""
-    status = build.status
-    if status is None or not status.targets:
-        return False
-    if any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
-        return False
-    return build.spec.revoked is not None or all(v.phase in ("Passed", "Failed") for v in status.validation)
-
-
 def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:
     meta = image.metadata
     return {
@@ -183,10 +154,4 @@ def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:
 
 @kopf.on.event("goldenimage.io", "v1alpha1", "goldenimages")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if namespace is None:
-        return
-    op = current()
-    op.track("goldenimage", namespace, name, present=type != "DELETED")
-    if type == "DELETED":
-        return
-    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+    await current().on_event(GOLDENIMAGE, type, namespace, name)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
+from ..api.conditions import is_true
 from ..api.errors import summary
 from ..api.goldenimage import Target
 from ..api.resources import ImageBuild
 from ..clouds.base import CloudError, ForeignArtifactError
 from ..kube import jobs, labels, names, results
-from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, SERVICEACCOUNTS, ConflictError
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, SERVICEACCOUNTS
 from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
@@ -30,54 +30,21 @@ from ..reconcile.actions import (
     Emit,
     SweepAttempt,
 )
-from . import invalid
-from .context import Operator, current, log
+from . import imagechannels, invalid
+from .context import GOLDENIMAGE, IMAGEBUILD, Operator, current, log
 from .credentials import adapter
-
-CONFLICT_RETRIES = 5
-BUILD_LABEL = labels.BUILD
-
-
-def key(namespace: str, name: str) -> tuple[str, str, str]:
-    return ("imagebuild", namespace, name)
-
-
-def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
-    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
-
-
-async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    for _ in range(CONFLICT_RETRIES):
-        try:
-            await _reconcile_once(op, namespace, name)
-            return
-        except ConflictError:
-            log.info("ImageBuild %s/%s changed while it was reconciled; planning again", namespace, name)
-        except CloudError as exc:
-            log.warning("ImageBuild %s/%s: a cloud call failed, retrying soon: %s", namespace, name, exc)
-            trigger(op, namespace, name, 30)
-            return
-    log.warning("ImageBuild %s/%s kept changing; the next event retries", namespace, name)
 
 
 def _terminal(build: ImageBuild) -> bool:
-    """Nothing left to do: every target and every validation finished, revocation carried out."""
+    """Nothing left to do for this generation: the build finished and any revocation was
+    carried out."""
     status = build.status
-    if status is None or not status.targets or status.observed_generation != build.metadata.generation:
+    if status is None or status.observed_generation != build.metadata.generation or not planner.finished(build):
         return False
-    if any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
-        return False
-    validated = {(v.target, v.region) for v in status.validation if v.phase in ("Passed", "Failed")}
-    artifacts = {(t.name, a.region) for t in status.targets if t.phase == "Succeeded" for a in t.artifacts}
-    if not artifacts <= validated and build.spec.revoked is None:
-        return False
-    if build.spec.revoked is not None:
-        deprecated = next((c for c in status.conditions if c.type == "Deprecated"), None)
-        return deprecated is not None and deprecated.status == "True"
-    return True
+    return build.spec.revoked is None or is_true(status.conditions, "Deprecated")
 
 
-async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
+async def reconcile(op: Operator, namespace: str, name: str) -> None:
     body = await op.kube.get(IMAGEBUILDS, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
@@ -99,34 +66,11 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
         if isinstance(action, CreateInputs):
             await op.kube.create(CONFIGMAPS, namespace, _inputs_config_map(build, action.data))
         elif isinstance(action, CreateJob):
-            target = next(t for t in build.spec.recipe.targets if t.name == action.target)
-            job = jobs.build_job(
-                namespace=namespace,
-                image=build.spec.image,
-                build=name,
-                build_uid=build.metadata.uid or "",
-                version=build.spec.version,
-                recipe=build.spec.recipe,
-                target=target,
-                attempt=action.attempt,
-                config=op.config,
-            )
-            await op.kube.create(JOBS, namespace, job)
+            target = build.spec.recipe.target(action.target)
+            await op.kube.create(JOBS, namespace, jobs.build_job(build, target, action.attempt, op.config))
         elif isinstance(action, CreateValidationJob):
-            target = next(t for t in build.spec.recipe.targets if t.name == action.target)
-            job = jobs.validation_job(
-                namespace=namespace,
-                image=build.spec.image,
-                build=name,
-                build_uid=build.metadata.uid or "",
-                version=build.spec.version,
-                recipe=build.spec.recipe,
-                target=target,
-                region=action.region,
-                artifact=action.artifact,
-                attempt=action.attempt,
-                config=op.config,
-            )
+            target = build.spec.recipe.target(action.target)
+            job = jobs.validation_job(build, target, action.region, action.artifact, action.attempt, op.config)
             await op.kube.create(JOBS, namespace, job)
         elif isinstance(action, DeleteJob):
             await op.kube.delete(JOBS, namespace, action.name)
@@ -144,15 +88,13 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
             IMAGEBUILDS, namespace, name, new_status, resource_version=build.metadata.resource_version, old=old_status
         )
         # The image summarizes its builds; channels follow them.
-        from . import goldenimages, imagechannels
-
-        goldenimages.trigger(op, namespace, build.spec.image)
+        op.trigger(GOLDENIMAGE, namespace, build.spec.image)
         await imagechannels.trigger_for_image(op, namespace, build.spec.image)
     for action in plan.actions:
         if isinstance(action, Emit):
             await op.kube.event(body, action.type, action.reason, action.message)
     if plan.requeue_after is not None:
-        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+        op.trigger(IMAGEBUILD, namespace, name, plan.requeue_after.total_seconds() + 0.5)
 
 
 def regions(target: Target) -> list[str]:
@@ -161,7 +103,7 @@ def regions(target: Target) -> list[str]:
 
 
 async def _sweep_attempt(op: Operator, build: ImageBuild, action: SweepAttempt) -> None:
-    target = next(t for t in build.spec.recipe.targets if t.name == action.target)
+    target = build.spec.recipe.target(action.target)
     cloud = await adapter(op, build.spec.recipe, target.cloud, build.metadata.namespace or "")
     if cloud is None:
         return
@@ -174,9 +116,8 @@ async def _sweep_attempt(op: Operator, build: ImageBuild, action: SweepAttempt) 
 
 async def _deprecate(op: Operator, build: ImageBuild, action: DeprecateArtifacts) -> list[str]:
     notes = []
-    targets = {t.name: t for t in build.spec.recipe.targets}
     for target_name, region, artifact in action.artifacts:
-        target = targets[target_name]
+        target = build.spec.recipe.target(target_name)
         cloud = await adapter(op, build.spec.recipe, target.cloud, build.metadata.namespace or "")
         if cloud is None:
             notes.append(f"{artifact}: no {target.cloud} adapter to deprecate it with")
@@ -359,19 +300,11 @@ async def delete(op: Operator, body: dict[str, Any]) -> None:
 
 
 async def _referrers(op: Operator, build: ImageBuild) -> list[str]:
-    """Channels of the build's image that point at it, pointed at it, or are pinned to it."""
-    out = []
-    for channel in await op.kube.list(IMAGECHANNELS, build.metadata.namespace or ""):
-        spec = channel.get("spec", {})
-        if spec.get("image") != build.spec.image:
-            continue
-        state = channel.get("status") or {}
-        entries = [state.get("current"), *(state.get("history") or [])]
-        if spec.get("version") == build.spec.version or any(
-            e and e.get("build") == build.metadata.name for e in entries
-        ):
-            out.append(channel["metadata"]["name"])
-    return out
+    """Channels that point at the build, pointed at it, or are pinned to it."""
+    channels = await op.kube.list(IMAGECHANNELS, build.metadata.namespace or "")
+    return [
+        c["metadata"]["name"] for c in channels if build.metadata.name in imagechannels.references(c, build.spec.image)
+    ]
 
 
 # -- kopf wiring -------------------------------------------------------------------------------
@@ -379,20 +312,14 @@ async def _referrers(op: Operator, build: ImageBuild) -> list[str]:
 
 @kopf.on.event("goldenimage.io", "v1alpha1", "imagebuilds")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if namespace is None:
-        return
-    op = current()
-    op.track("imagebuild", namespace, name, present=type != "DELETED")
-    if type == "DELETED":
-        return
-    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+    await current().on_event(IMAGEBUILD, type, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER, labels.BUILD: kopf.PRESENT})
-async def on_job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
-    build = labels.get(BUILD_LABEL)
+async def on_job_event(meta: kopf.Meta, namespace: str | None, **_: Any) -> None:
+    build = meta.labels.get(labels.BUILD)
     if build and namespace is not None:
-        trigger(current(), namespace, build)
+        current().trigger(IMAGEBUILD, namespace, build)
 
 
 @kopf.on.delete("goldenimage.io", "v1alpha1", "imagebuilds")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,47 +20,36 @@ from ..api.errors import summary
 from ..api.imagechannel import ChannelArtifact, ImageChannelStatus
 from ..api.resources import ImageBuild, ImageChannel
 from ..clouds.base import CloudError, Pointer
-from ..kube import jobs, labels
+from ..kube import jobs, labels, names
 from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, ConflictError
 from ..packer import tags
 from ..reconcile import imagechannel as planner
 from . import invalid
-from .context import Operator, current, log
+from .context import CLOUD_RETRY_SECONDS, GOLDENIMAGE, IMAGECHANNEL, Operator, RetryLaterError, current, log
 from .credentials import adapter
-
-CONFLICT_RETRIES = 5
-
-
-def key(namespace: str, name: str) -> tuple[str, str, str]:
-    return ("imagechannel", namespace, name)
-
-
-def trigger(op: Operator, namespace: str, name: str, delay: float = 0.0) -> None:
-    op.serializer.later(key(namespace, name), delay, lambda: reconcile(op, namespace, name))
 
 
 async def trigger_for_image(op: Operator, namespace: str, image: str) -> None:
     """Builds of `image` changed: its channels may move."""
     for body in await op.kube.list(IMAGECHANNELS, namespace):
         if body.get("spec", {}).get("image") == image:
-            trigger(op, namespace, body["metadata"]["name"])
+            op.trigger(IMAGECHANNEL, namespace, body["metadata"]["name"])
+
+
+def references(channel: Mapping[str, Any], image: str) -> set[str]:
+    """The builds of `image` (by name) a channel points at, pointed at, or is pinned to; read from
+    the raw object, so that a channel the models would refuse still protects its builds."""
+    spec = channel.get("spec") or {}
+    if spec.get("image") != image:
+        return set()
+    state = channel.get("status") or {}
+    out = {e.get("build", "") for e in [state.get("current"), *(state.get("history") or [])] if e}
+    if spec.get("version"):
+        out.add(names.build(image, spec["version"]))
+    return out
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    for _ in range(CONFLICT_RETRIES):
-        try:
-            await _reconcile_once(op, namespace, name)
-            return
-        except ConflictError:
-            log.info("ImageChannel %s/%s changed while it was reconciled; planning again", namespace, name)
-        except CloudError as exc:
-            log.warning("ImageChannel %s/%s: a cloud call failed, retrying soon: %s", namespace, name, exc)
-            trigger(op, namespace, name, 30)
-            return
-    log.warning("ImageChannel %s/%s kept changing; the next event retries", namespace, name)
-
-
-async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
     body = await op.kube.get(IMAGECHANNELS, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
@@ -83,9 +73,7 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
             await op.kube.event(body, action.type, action.reason, action.message)
         await _trigger_downstream(op, namespace, name)
         # What channels reference decides what retention may delete.
-        from . import goldenimages
-
-        goldenimages.trigger(op, namespace, channel.spec.image)
+        op.trigger(GOLDENIMAGE, namespace, channel.spec.image)
     published = await _publish(op, channel, status, builds)
     conditions = set_condition(
         status.conditions, "Published", *published, now=datetime.now(UTC), generation=channel.metadata.generation
@@ -98,11 +86,11 @@ async def _reconcile_once(op: Operator, namespace: str, name: str) -> None:
                 IMAGECHANNELS, namespace, name, dumped, resource_version=resource_version, old=new_status
             )
         except ConflictError:
-            trigger(op, namespace, name)  # publication is idempotent: the next pass records it
+            op.trigger(IMAGECHANNEL, namespace, name)  # publication is idempotent: the next pass records it
     if published[0] != "True":
-        trigger(op, namespace, name, 30)
+        op.trigger(IMAGECHANNEL, namespace, name, CLOUD_RETRY_SECONDS)
     if plan.requeue_after is not None:
-        trigger(op, namespace, name, plan.requeue_after.total_seconds() + 0.5)
+        op.trigger(IMAGECHANNEL, namespace, name, plan.requeue_after.total_seconds() + 0.5)
 
 
 async def _gather(op: Operator, channel: ImageChannel) -> tuple[planner.ChannelObservation, dict[int, ImageBuild]]:
@@ -123,7 +111,7 @@ async def _gather(op: Operator, channel: ImageChannel) -> tuple[planner.ChannelO
         views[build.spec.version] = view(build)
     if unreadable:
         # Unknown is not missing: keep the pointer rather than fall back from a build we cannot read.
-        raise CloudError(f"ImageBuilds {', '.join(unreadable)} do not match the API; not moving")
+        raise RetryLaterError(f"ImageBuilds {', '.join(unreadable)} do not match the API; not moving")
 
     upstream_status = None
     upstream_exists = True
@@ -171,11 +159,8 @@ async def _gather(op: Operator, channel: ImageChannel) -> tuple[planner.ChannelO
 
 def view(build: ImageBuild) -> planner.BuildView:
     status = build.status
-    targets = {t.name: t for t in build.spec.recipe.targets}
     artifacts = tuple(
-        ChannelArtifact(
-            target=t.name, cloud=targets[t.name].cloud if t.name in targets else t.cloud, region=a.region, id=a.id
-        )
+        ChannelArtifact(target=t.name, cloud=t.cloud, region=a.region, id=a.id)
         for t in (status.targets if status else [])
         if t.phase == "Succeeded"
         for a in t.artifacts
@@ -196,7 +181,7 @@ def view(build: ImageBuild) -> planner.BuildView:
 async def _trigger_downstream(op: Operator, namespace: str, name: str) -> None:
     for body in await op.kube.list(IMAGECHANNELS, namespace):
         if (body.get("spec", {}).get("source") or {}).get("channel") == name:
-            trigger(op, namespace, body["metadata"]["name"])
+            op.trigger(IMAGECHANNEL, namespace, body["metadata"]["name"])
 
 
 # -- publication -------------------------------------------------------------------------------
@@ -305,10 +290,4 @@ async def _publish_config_map(op: Operator, channel: ImageChannel, status: Image
 
 @kopf.on.event("goldenimage.io", "v1alpha1", "imagechannels")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-    if namespace is None:
-        return
-    op = current()
-    op.track("imagechannel", namespace, name, present=type != "DELETED")
-    if type == "DELETED":
-        return
-    await op.serializer.run(key(namespace, name), lambda: reconcile(op, namespace, name))
+    await current().on_event(IMAGECHANNEL, type, namespace, name)

@@ -13,7 +13,7 @@ from ..config import Config
 from ..kube import labels
 from ..kube.client import Kube, api_client
 from . import goldenimages, imagebuilds, imagechannels
-from .context import Operator, install
+from .context import GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL, Operator, install
 
 _resync: asyncio.Task[None] | None = None
 
@@ -29,18 +29,21 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     # Handler log lines stay in the log; the operator records its own Events.
     settings.posting.level = logging.WARNING
-    # Bounded retries with backoff for the one retried handler (deletion clean-up).
     settings.execution.max_workers = 16
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     config = Config.from_env()
-    operator = Operator(config=config, kube=Kube(api_client()), clouds=Clouds(config))
-    operator.triggers = {
-        "goldenimage": goldenimages.trigger,
-        "imagebuild": imagebuilds.trigger,
-        "imagechannel": imagechannels.trigger,
-    }
+    operator = Operator(
+        config=config,
+        kube=Kube(api_client()),
+        clouds=Clouds(config),
+        reconcilers={
+            GOLDENIMAGE: goldenimages.reconcile,
+            IMAGEBUILD: imagebuilds.reconcile,
+            IMAGECHANNEL: imagechannels.reconcile,
+        },
+    )
     install(operator)
     global _resync
     _resync = asyncio.create_task(operator.resync_forever())

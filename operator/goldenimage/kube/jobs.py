@@ -14,6 +14,7 @@ from typing import Any
 
 from ..api.durations import parse as parse_duration
 from ..api.goldenimage import GoldenImageSpec, Target
+from ..api.resources import ImageBuild
 from ..config import Config
 from ..packer import bundle as packer_bundle
 from ..packer import inputs as packer_inputs
@@ -63,14 +64,15 @@ def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | Non
     return creds.service_account_name, []
 
 
+def _build_id(build: ImageBuild) -> str:
+    return names.build_id(build.metadata.name, build.metadata.uid or "")
+
+
 def _runner_job(
     *,
     name: str,
-    namespace: str,
     job_labels: dict[str, str],
-    build: str,
-    build_uid: str,
-    recipe: GoldenImageSpec,
+    build: ImageBuild,
     target: Target,
     args: list[str],
     env: list[dict[str, Any]],
@@ -78,17 +80,18 @@ def _runner_job(
     config: Config,
 ) -> dict[str, Any]:
     """A Job running the runner with the build's inputs mounted and the target's cloud identity."""
+    meta = build.metadata
     base_env: list[dict[str, Any]] = [
         {"name": "HOME", "value": f"{WORK_DIR}/home"},
         {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},
         {"name": "PACKER_CACHE_DIR", "value": f"{WORK_DIR}/packer-cache"},
         {"name": "CHECKPOINT_DISABLE", "value": "1"},
-        {"name": "GOLDENIMAGE_BUILD_ID", "value": names.build_id(build, build_uid)},
+        {"name": "GOLDENIMAGE_BUILD_ID", "value": _build_id(build)},
         *({"name": k, "value": v} for k, v in sorted(config.runner_env.items())),
     ]
     if target.cloud == "aws" and config.aws_endpoint_url:
         base_env.append({"name": "GOLDENIMAGE_AWS_ENDPOINT_URL", "value": config.aws_endpoint_url})
-    service_account, env_from = _credentials_env(recipe, target)
+    service_account, env_from = _credentials_env(build.spec.recipe, target)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -119,7 +122,7 @@ def _runner_job(
             }
         ],
         "volumes": [
-            {"name": "inputs", "configMap": {"name": names.inputs(build)}},
+            {"name": "inputs", "configMap": {"name": names.inputs(meta.name)}},
             {"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
         ],
     }
@@ -130,9 +133,9 @@ def _runner_job(
         "kind": "Job",
         "metadata": {
             "name": name,
-            "namespace": namespace,
+            "namespace": meta.namespace,
             "labels": job_labels,
-            "ownerReferences": [owner_reference("ImageBuild", build, build_uid)],
+            "ownerReferences": [owner_reference("ImageBuild", meta.name, meta.uid or "")],
         },
         "spec": {
             "backoffLimit": 0,
@@ -145,19 +148,12 @@ def _runner_job(
     }
 
 
-def build_job(
-    *,
-    namespace: str,
-    image: str,
-    build: str,
-    build_uid: str,
-    version: int,
-    recipe: GoldenImageSpec,
-    target: Target,
-    attempt: int,
-    config: Config,
-) -> dict[str, Any]:
-    build_id = names.build_id(build, build_uid)
+def _job_labels(build: ImageBuild, target: Target, attempt: int, role: str) -> dict[str, str]:
+    return labels.for_job(build.spec.image, build.metadata.name, build.spec.version, target.name, attempt, role)
+
+
+def build_job(build: ImageBuild, target: Target, attempt: int, config: Config) -> dict[str, Any]:
+    recipe = build.spec.recipe
     timeout = parse_duration(recipe.build.timeout if recipe.build else DEFAULT_BUILD_TIMEOUT)
     user_template = recipe.template is not None
     template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
@@ -173,7 +169,7 @@ def build_job(
     if target.aws is not None and target.aws.share_with is not None:
         args += [f"--share-org={arn}" for arn in target.aws.share_with.organization_arns]
     if recipe.template is not None:
-        extra = {"build_id": build_id, "target": target.name, "cloud": target.cloud, "region": target.location}
+        extra = {"build_id": _build_id(build), "target": target.name, "cloud": target.cloud, "region": target.location}
         args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]
     env: list[dict[str, Any]] = []
     if target.cloud == "aws" and config.aws_endpoint_url:
@@ -190,12 +186,9 @@ def build_job(
         sensitive.append(variable)
     args += [f"--sensitive-env={name}" for name in sensitive]
     return _runner_job(
-        name=names.build_job(build, target.name, attempt),
-        namespace=namespace,
-        job_labels=labels.for_job(image, build, version, target.name, attempt, "build"),
+        name=names.build_job(build.metadata.name, target.name, attempt),
+        job_labels=_job_labels(build, target, attempt, "build"),
         build=build,
-        build_uid=build_uid,
-        recipe=recipe,
         target=target,
         args=args,
         env=env,
@@ -210,29 +203,19 @@ VALIDATION_CLEANUP = timedelta(minutes=5)
 
 
 def validation_job(
-    *,
-    namespace: str,
-    image: str,
-    build: str,
-    build_uid: str,
-    version: int,
-    recipe: GoldenImageSpec,
-    target: Target,
-    region: str,
-    artifact: str,
-    attempt: int,
-    config: Config,
+    build: ImageBuild, target: Target, region: str, artifact: str, attempt: int, config: Config
 ) -> dict[str, Any]:
+    recipe, meta = build.spec.recipe, build.metadata
     timeout = parse_duration(recipe.validation.timeout if recipe.validation else DEFAULT_VALIDATION_TIMEOUT)
     instance_tags = {
-        tags.BUILD_ID: names.build_id(build, build_uid),
-        tags.IMAGE: image,
-        tags.NAMESPACE: namespace,
-        tags.VERSION: str(version),
+        tags.BUILD_ID: _build_id(build),
+        tags.IMAGE: build.spec.image,
+        tags.NAMESPACE: meta.namespace or "",
+        tags.VERSION: str(build.spec.version),
         tags.TARGET: target.name,
         tags.ROLE: "validation",
         tags.MANAGED_BY: tags.MANAGER,
-        "Name": f"validate-{build}-{target.name}",
+        "Name": f"validate-{meta.name}-{target.name}",
     }
     args = [
         "validate",
@@ -243,14 +226,10 @@ def validation_job(
         f"--tags={json.dumps(instance_tags, sort_keys=True)}",
         f"--result={TERMINATION_LOG}",
     ]
-    job_labels = {**labels.for_job(image, build, version, target.name, attempt, "validate"), labels.REGION: region}
     return _runner_job(
-        name=names.validation_job(build, target.name, region, attempt),
-        namespace=namespace,
-        job_labels=job_labels,
+        name=names.validation_job(meta.name, target.name, region, attempt),
+        job_labels={**_job_labels(build, target, attempt, "validate"), labels.REGION: region},
         build=build,
-        build_uid=build_uid,
-        recipe=recipe,
         target=target,
         args=args,
         env=(

@@ -6,15 +6,28 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-BUILD_ID = "goldenimage.io/build-id"
-IMAGE = "goldenimage.io/image"
-NAMESPACE = "goldenimage.io/namespace"
-VERSION = "goldenimage.io/version"
-TARGET = "goldenimage.io/target"
-ATTEMPT = "goldenimage.io/attempt"
-ROLE = "goldenimage.io/role"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "goldenimage-operator"
+from ..api.resources import GROUP
+from ..kube.labels import ATTEMPT, IMAGE, MANAGED_BY, MANAGER, ROLE, TARGET, VERSION
+
+# The keys shared with the Kubernetes labels are spelled there; these two exist only in clouds.
+BUILD_ID = f"{GROUP}/build-id"
+NAMESPACE = f"{GROUP}/namespace"
+
+__all__ = [
+    "ATTEMPT",
+    "BUILD_ID",
+    "IMAGE",
+    "MANAGED_BY",
+    "MANAGER",
+    "NAMESPACE",
+    "ROLE",
+    "TARGET",
+    "VERSION",
+    "for_cloud",
+    "key_for",
+    "label_key",
+    "label_value",
+]
 
 
 def key_for(cloud: str, key: str) -> str:

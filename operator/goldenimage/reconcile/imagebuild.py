@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..api.conditions import Condition, set_condition
+from ..api.conditions import Condition, is_true, set_condition
 from ..api.goldenimage import Target
 from ..api.imagebuild import Artifact, CheckResult, ImageBuildStatus, TargetStatus, ValidationResult
 from ..api.resources import ImageBuild
@@ -57,6 +57,18 @@ class BuildPlan:
     status: ImageBuildStatus
     actions: tuple[Action, ...]
     requeue_after: timedelta | None
+
+
+def finished(build: ImageBuild) -> bool:
+    """Nothing of the build is running or still to start: every target ended, and so did every
+    artifact's validation (a revoked build validates nothing more)."""
+    status = build.status
+    if status is None or not status.targets or any(t.phase not in ("Succeeded", "Failed") for t in status.targets):
+        return False
+    if build.spec.revoked is not None:
+        return True
+    validated = {(v.target, v.region) for v in status.validation if v.phase in ("Passed", "Failed")}
+    return {(t.name, a.region) for t in status.targets if t.phase == "Succeeded" for a in t.artifacts} <= validated
 
 
 def context(build: ImageBuild) -> BuildContext:
@@ -343,8 +355,7 @@ class _Planner:
         revoked = self.build.spec.revoked
         if revoked is None:
             return
-        deprecated = next((c for c in self.status.conditions if c.type == "Deprecated"), None)
-        if deprecated is not None and deprecated.status == "True":
+        if is_true(self.status.conditions, "Deprecated"):
             return
         # Targets are terminal by now (a revoked build stops): every artifact there will be is here.
         artifacts = tuple((t.name, a.region, a.id) for t in targets for a in t.artifacts)

@@ -63,9 +63,9 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
 
     try:
         recipe = GoldenImageSpec.model_validate_json(args.recipe.read_text())
-        target = next(t for t in recipe.targets if t.name == args.target)
+        target = recipe.target(args.target)
         tags = {str(k): str(v) for k, v in json.loads(args.tags).items()}
-    except (OSError, ValueError, StopIteration) as exc:
+    except (OSError, ValueError, LookupError) as exc:
         return finish(Result(ok=False, error_class="Permanent", message=f"bad arguments: {exc}"), EXIT_USAGE)
     validation = recipe.validation or Validation()
     cloud = cloud or Clouds(Config.from_env()).get(target.cloud)
