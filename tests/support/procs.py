@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from goldenimage.local import processes
 from goldenimage.local.executor import CONTAINER_ENV
 
 # Processes the fixtures started: the run fails if any outlives it.
@@ -43,15 +44,4 @@ def running_with(text: str) -> list[int]:
 
 def in_container(uid: str) -> list[int]:
     """PIDs of live processes of the local pod executor's container for the pod `uid`."""
-    needle = f"{CONTAINER_ENV}={uid}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if needle in environ and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return processes.tagged(CONTAINER_ENV, uid)

@@ -74,13 +74,19 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def kill_tagged(name: str, value: str) -> list[int]:
-    """SIGKILL every process started with `name=value` in its environment, which children
-    inherit even across sessions: what a container runtime does to a container's cgroup."""
+def tagged(name: str, value: str) -> list[int]:
+    """Live processes started with `name=value` in their environment, which children inherit
+    even across sessions (zombies have an empty environment and do not count)."""
     needle = f"{name}={value}".encode()
+    return [pid for pid in _pids() if needle in _environ(pid)]
+
+
+def kill_tagged(name: str, value: str) -> list[int]:
+    """SIGKILL every process tagged `name=value`: what a container runtime does to a
+    container's cgroup."""
     killed: list[int] = []
     for _ in range(5):  # again, for what forked meanwhile
-        found = [pid for pid in _pids() if pid not in killed and needle in _environ(pid)]
+        found = [pid for pid in tagged(name, value) if pid not in killed]
         if not found:
             break
         for pid in found:
