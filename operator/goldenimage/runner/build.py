@@ -10,18 +10,18 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
+from ..clouds.aws import Aws
 from ..clouds.base import CloudError
+from ..config import Config
 from ..packer import tags
 from . import packer
 from .result import Artifact, Result, encode
 from .scrub import Scrubber
+from .signals import Stop
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_USAGE, EXIT_TERMINATED = 0, 3, 4, 5, 143
 
@@ -57,25 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packer", default=os.environ.get("PACKER", "packer"))
 
 
-class _Stop:
-    """SIGTERM at any moment: before the build starts it stops the runner; during the build it is
-    forwarded to Packer, which cleans up."""
-
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self.say = say
-        self.received: str | None = None
-        self.build: packer.Build | None = None
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
-        if self.build is not None:
-            self.say(f"goldenimage-runner: received {self.received}; asking Packer to clean up and stop")
-            self.build.terminate(signum)
-
-
 def run(args: argparse.Namespace) -> int:
+    with Stop() as stop:
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: Stop) -> int:
     started = time.monotonic()
     scrub = Scrubber.from_env(args.sensitive_env)
     # Packer runs in the work directory: every path handed to it must not depend on that.
@@ -90,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
         args.result.write_text(encode(result))
         say(f"goldenimage-runner: {'built' if result.ok else 'failed'}: {result.message or len(result.artifacts)}")
         return code
-
-    stop = _Stop(say)
 
     def stopped() -> int:
         message = f"stopped ({stop.received}) before the build started"
@@ -156,7 +141,12 @@ def run(args: argparse.Namespace) -> int:
         return stopped()
     watch = _temporary_group_tagger(args, variables.get("attempt") or env.get("PKR_VAR_attempt", ""), say)
     build = packer.Build(args.packer, template, variables, env, work, scrub, say, watch)
-    stop.build = build
+
+    def forward(signum: int) -> None:
+        say(f"goldenimage-runner: received {stop.received}; asking Packer to clean up and stop")
+        build.terminate(signum)
+
+    stop.on_signal = forward
     if stop.received:
         build.cancelled.set()
     out = build.run()
@@ -208,6 +198,11 @@ def run(args: argparse.Namespace) -> int:
     return finish(Result(ok=True, artifacts=artifacts, packer_version=version, run_uuid=run_uuid), EXIT_OK)
 
 
+def _aws() -> Aws:
+    """The AWS adapter with the Job's own identity (its environment)."""
+    return Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+
+
 _TEMPORARY_GROUP = re.compile(r"Creating temporary security group for this instance: (packer_[0-9a-f-]+)")
 
 
@@ -219,10 +214,7 @@ def _temporary_group_tagger(
     build_id = os.environ.get("GOLDENIMAGE_BUILD_ID")
     if args.cloud != "aws" or not args.region or not build_id:
         return None
-    from ..clouds.aws import Aws
-    from ..config import Config
-
-    aws = Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+    aws = _aws()
     labels = {tags.BUILD_ID: build_id, tags.MANAGED_BY: tags.MANAGER}
     if args.target:
         labels[tags.TARGET] = args.target
@@ -243,20 +235,7 @@ def _temporary_group_tagger(
 
 def _share(args: argparse.Namespace, artifacts: list[Artifact], say: Callable[[str], None]) -> None:
     """Share the AMIs with organizations and OUs (after the build: Packer 1.6.6 cannot)."""
-    from ..clouds.aws import Aws
-    from ..config import Config
-
-    aws = Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+    aws = _aws()
     for artifact in artifacts:
         aws.share(artifact.region, artifact.id, args.share_org)
         say(f"goldenimage-runner: shared {artifact.id} in {artifact.region} with {', '.join(args.share_org)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goldenimage-runner build")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from collections.abc import Callable
 
 from . import build, validate
+from .result import Result, encode
+from .scrub import Scrubber
+
+EXIT_CRASHED = 1
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"build": build.run, "validate": validate.run}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goldenimage-runner", description="Runs inside the operator's Jobs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     build.add_arguments(sub.add_parser("build", help="validate and build a Packer template, report the artifacts"))
     validate.add_arguments(sub.add_parser("validate", help="boot an artifact, run the checks, report them"))
     args = parser.parse_args(argv)
-    if args.command == "build":
-        return build.run(args)
-    if args.command == "validate":
-        return validate.run(args)
-    parser.print_help()
-    return 2
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:
+        # Whatever went wrong, the operator reads why from the result, not "the Job left none".
+        scrub = Scrubber.from_env(getattr(args, "sensitive_env", []))
+        print(scrub(traceback.format_exc()), file=sys.stderr, flush=True)
+        message = scrub(f"the runner failed: {type(exc).__name__}: {exc}")
+        result = Result(kind=args.command, ok=False, error_class="Retryable", message=message)
+        args.result.write_text(encode(result))
+        return EXIT_CRASHED
 
 
 if __name__ == "__main__":

@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from ..api.durations import parse as parse_duration
 from ..api.goldenimage import GoldenImageSpec, Validation
@@ -25,13 +22,14 @@ from ..clouds.registry import Clouds
 from ..config import Config
 from . import checks
 from .result import CheckOutcome, Result, encode
+from .signals import Stop
 
 EXIT_PASSED, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED, EXIT_TERMINATED = 0, 4, 5, 6, 143
 POLL = 2.0
 
 
 class TerminatedError(Exception):
-    pass
+    """A stop signal arrived: what was started is cleaned up and the run ends."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--result", type=Path, required=True)
 
 
-def _on_term(signum: int, frame: FrameType | None) -> None:
-    raise TerminatedError(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
+    with Stop() as stop:
+        return _run(args, cloud, stop)
+
+
+def _run(args: argparse.Namespace, cloud: Cloud | None, stop: Stop) -> int:
     started = time.monotonic()
+
+    def check_stop() -> None:
+        if stop.received:
+            raise TerminatedError(stop.received)
 
     def say(line: str) -> None:
         print(f"goldenimage-runner: {line}", flush=True)
@@ -64,11 +67,15 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
     try:
         recipe = GoldenImageSpec.model_validate_json(args.recipe.read_text())
         target = recipe.target(args.target)
-        tags = {str(k): str(v) for k, v in json.loads(args.tags).items()}
+        tags = json.loads(args.tags)
+        if not isinstance(tags, dict):
+            raise ValueError("--tags must be a JSON object")
+        tags = {str(k): str(v) for k, v in tags.items()}
+        config = Config.from_env()  # ConfigError is a ValueError
     except (OSError, ValueError, LookupError) as exc:
         return finish(Result(ok=False, error_class="Permanent", message=f"bad arguments: {exc}"), EXIT_USAGE)
     validation = recipe.validation or Validation()
-    cloud = cloud or Clouds(Config.from_env()).get(target.cloud)
+    cloud = cloud or Clouds(config).get(target.cloud)
     if cloud is None:
         return finish(Result(ok=False, error_class="Permanent", message=f"no validator for {target.cloud}"), EXIT_USAGE)
     budget = parse_duration(validation.timeout).total_seconds()
@@ -77,15 +84,16 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
     def remaining() -> float:
         return max(0.0, deadline - time.monotonic())
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _on_term)
     instance: Instance | None = None
     outcomes: list[CheckOutcome] = []
     try:
+        check_stop()
+        # A signal during the launch is noticed after it, so the instance is always known.
         instance = cloud.launch(target, args.region, args.image, validation, tags)
         say(f"launched {instance.id} from {args.image} in {args.region}")
         ready = None
         while ready is None:
+            check_stop()
             ready = cloud.ready(instance)
             if ready is None:
                 if remaining() <= 0:
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
                 time.sleep(POLL)
         say(f"{ready.id} is running at {ready.address} and passed its status checks")
         assert ready.address is not None
-        networks = Config.from_env().validation_networks
+        networks = config.validation_networks
         if networks and not any(ipaddress.ip_address(ready.address) in ipaddress.ip_network(n) for n in networks):
             allowed = ", ".join(networks)
             return finish(
@@ -105,6 +113,7 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
                 EXIT_FAILED,
             )
         for check in validation.checks:
+            check_stop()
             if remaining() <= 0:
                 outcomes.append(CheckOutcome(name=check.display_name, passed=False, message="not run: time is up"))
                 continue
@@ -118,7 +127,6 @@ def run(args: argparse.Namespace, cloud: Cloud | None = None) -> int:
     except CloudError as exc:
         return finish(Result(ok=False, error_class="Retryable", checks=outcomes, message=str(exc)), EXIT_ERROR)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # nothing may interrupt the clean-up
         if instance is not None:
             _terminate(cloud, instance, say)
     failed = [o.name for o in outcomes if not o.passed]
@@ -140,13 +148,3 @@ def _terminate(cloud: Cloud, instance: Instance, say: Callable[[str], None]) -> 
             say(f"terminating {instance.id} failed ({exc}); retrying")
             time.sleep(2 * (attempt + 1))
     say(f"could not terminate {instance.id}; it carries the build id for the sweeper")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goldenimage-runner validate")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The runner's entry point and stop signals: every way out leaves a result, and a stop signal
+never leaves an instance behind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from goldenimage.api.goldenimage import Target, Validation
+from goldenimage.clouds.base import Instance
+from goldenimage.runner import main, validate
+from goldenimage.runner.result import decode
+
+RECIPE = {
+    "targets": [{"name": "aws-eu", "aws": {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}}],
+    "validation": {"timeout": "1m", "checks": [{"tcp": {"port": 22}}]},
+}
+
+
+def test_a_crash_still_leaves_a_result(tmp_path: Path) -> None:
+    (tmp_path / "main.pkr.hcl").write_text("")
+    code = main.main(
+        [
+            "build",
+            f"--template={tmp_path}/main.pkr.hcl",
+            f"--inputs={tmp_path}",
+            f"--work-dir={tmp_path}/work",
+            f"--result={tmp_path}/result",
+            f"--packer={tmp_path}/no-such-packer",
+        ]
+    )
+    assert code == main.EXIT_CRASHED
+    result = decode((tmp_path / "result").read_text())
+    assert (result.kind, result.ok, result.error_class) == ("build", False, "Retryable")
+    assert "FileNotFoundError" in result.message and "no-such-packer" in result.message
+
+
+def validate_args(tmp_path: Path, tags: str = "{}") -> argparse.Namespace:
+    (tmp_path / "recipe.json").write_text(json.dumps(RECIPE))
+    return argparse.Namespace(
+        recipe=tmp_path / "recipe.json",
+        target="aws-eu",
+        region="eu-west-1",
+        image="ami-0123456789abcdef0",
+        tags=tags,
+        result=tmp_path / "result",
+    )
+
+
+def test_tags_that_are_not_an_object_are_refused_clearly(tmp_path: Path) -> None:
+    assert validate.run(validate_args(tmp_path, tags="[]")) == validate.EXIT_USAGE
+    result = decode((tmp_path / "result").read_text())
+    assert result.error_class == "Permanent" and "--tags must be a JSON object" in result.message
+
+
+class SignalledDuringLaunch:
+    """A cloud whose launch is interrupted by SIGTERM after the instance exists."""
+
+    name = "aws"
+
+    def __init__(self) -> None:
+        self.terminated: list[str] = []
+
+    def launch(
+        self, target: Target, region: str, image: str, validation: Validation | None, tags: Mapping[str, str]
+    ) -> Instance:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return Instance(id="i-launched", region=region)
+
+    def terminate(self, instance: Instance) -> None:
+        self.terminated.append(instance.id)
+
+
+def test_a_stop_signal_during_launch_still_terminates_the_instance(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    cloud = SignalledDuringLaunch()
+    assert validate.run(validate_args(tmp_path), cloud) == validate.EXIT_TERMINATED  # type: ignore[arg-type]
+    assert cloud.terminated == ["i-launched"]
+    result = decode((tmp_path / "result").read_text())
+    assert result.error_class == "Retryable" and "SIGTERM" in result.message
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
