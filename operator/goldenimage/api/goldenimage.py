@@ -9,7 +9,17 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from . import durations
-from .base import FieldRule, Format, Model, ObjectName, Rule, at_most_one_of, exactly_one_of, unique_by
+from .base import (
+    FieldRule,
+    Format,
+    Model,
+    ObjectName,
+    Rule,
+    at_most_one_of,
+    exactly_one_of,
+    no_template_text,
+    unique_by,
+)
 from .conditions import ConditionList
 from .types import (
     AbsolutePath,
@@ -26,10 +36,11 @@ from .types import (
     GcpName,
     GcpProject,
     GcpZone,
+    PackerText,
+    PackerWord,
     PlainText,
     SecretKeyRef,
     SecretRef,
-    ShortText,
     StringMap,
     Tags,
     TargetName,
@@ -57,8 +68,8 @@ OrganizationArn = Annotated[
 class AmiFilter(Model):
     """Selects the source AMI like Packer's source_ami_filter: by name pattern and owners."""
 
-    name: ShortText = Field(description="AMI name pattern; '*' matches any characters.")
-    owners: Annotated[list[ShortText], Field(min_length=1, max_length=10)] = Field(
+    name: PackerText = Field(description="AMI name pattern; '*' matches any characters.")
+    owners: Annotated[list[PackerText], Field(min_length=1, max_length=10)] = Field(
         description="Account IDs or aliases (amazon, aws-marketplace, self) that may own the AMI."
     )
     most_recent: bool = Field(True, description="Pick the newest match when several AMIs match.")
@@ -83,7 +94,7 @@ class AwsSharing(Model):
 
 class AwsEncryption(Model):
     encrypted: bool = Field(True, description="Encrypt the image's snapshots.")
-    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+    kms_key_id: Annotated[str, Field(min_length=1, max_length=2048), no_template_text] | None = Field(
         None, description="KMS key ID, ARN or alias; the account's default EBS key when unset."
     )
 
@@ -102,13 +113,11 @@ class AwsTarget(Model):
         list[AwsRegion], Field(max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"})
     ] = Field(default_factory=list, description="Regions the finished AMI is copied to.")
     instance_type: AwsInstanceType = "t3.medium"
-    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "ec2-user"
+    ssh_username: PackerWord = "ec2-user"
     source: AwsSource
-    subnet_id: Annotated[str, Field(max_length=64)] | None = None
-    security_group_ids: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=5)] = Field(
-        default_factory=list
-    )
-    iam_instance_profile: Annotated[str, Field(max_length=128)] | None = None
+    subnet_id: PackerWord | None = None
+    security_group_ids: Annotated[list[PackerWord], Field(max_length=5)] = Field(default_factory=list)
+    iam_instance_profile: PackerText | None = None
     share_with: AwsSharing | None = None
     encryption: AwsEncryption | None = None
 
@@ -128,13 +137,13 @@ class GcpTarget(Model):
     zone: GcpZone
     source: GcpSource
     family: GcpName | None = Field(None, description="Image family the built image joins.")
-    machine_type: Annotated[str, Field(min_length=1, max_length=64)] = "e2-medium"
-    network: Annotated[str, Field(max_length=256)] | None = None
-    subnetwork: Annotated[str, Field(max_length=256)] | None = None
+    machine_type: PackerWord = "e2-medium"
+    network: PackerText | None = None
+    subnetwork: PackerText | None = None
     storage_locations: Annotated[list[GcpLocation], Field(max_length=1)] = Field(
         default_factory=list, description="Where the image is stored (one region or multi-region)."
     )
-    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "packer"
+    ssh_username: PackerWord = "packer"
     disk_size_gb: Annotated[int, Field(ge=10, le=65536)] | None = None
 
 
@@ -142,14 +151,14 @@ class AzureMarketplaceSource(Model):
     publisher: AzureName
     offer: AzureName
     sku: AzureName
-    version: Annotated[str, Field(min_length=1, max_length=64)] = "latest"
+    version: PackerWord = "latest"
 
 
 GalleryImageVersionId = Annotated[
     str,
     Format(
-        r"(?i)^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+"
-        r"/images/[^/]+/versions/[^/]+$",
+        r"(?i)^/subscriptions/[-\w.()]+/resourceGroups/[-\w.()]+/providers/Microsoft\.Compute/galleries/[-\w.()]+"
+        r"/images/[-\w.()]+/versions/[-\w.()]+$",
         "must be a gallery image version id: /subscriptions/.../resourceGroups/.../providers/"
         "Microsoft.Compute/galleries/.../images/.../versions/...",
         max_length=1024,
@@ -185,9 +194,9 @@ class AzureTarget(Model):
     subscription_id: Uuid
     resource_group: AzureName
     location: AzureLocation
-    vm_size: Annotated[str, Field(min_length=1, max_length=64)] = "Standard_D2s_v5"
+    vm_size: PackerWord = "Standard_D2s_v5"
     os_type: Literal["Linux"] = Field("Linux", description="Linux only: provisioning and generalize are Linux's.")
-    ssh_username: Annotated[str, Field(min_length=1, max_length=64)] = "packer"
+    ssh_username: PackerWord = "packer"
     source: AzureSource
     gallery: AzureGallery
 

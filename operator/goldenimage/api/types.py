@@ -1,4 +1,4 @@
-"""Bounded, Format value types shared by the resources."""
+"""Bounded value types shared by the resources."""
 
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ VariableName = Annotated[
 PlainText = Annotated[str, Field(max_length=4096), no_template_text]
 StringMap = Annotated[dict[VariableName, PlainText], Field(max_length=64)]
 ShortText = Annotated[str, Field(min_length=1, max_length=256)]
+# Free text that lands in a rendered Packer template, where `{{` would be Packer's own syntax:
+# a short word (user names, machine sizes, resource IDs) and a longer reference (names, ARNs).
+PackerWord = Annotated[str, Field(min_length=1, max_length=64), no_template_text]
+PackerText = Annotated[str, Field(min_length=1, max_length=256), no_template_text]
 Message = Annotated[str, Field(max_length=4096)]
 
 ReadyStatus = Literal["True", "False", "Unknown"]
