@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from goldenimage.api.goldenimage import GoldenImageSpec
+from goldenimage.api.goldenimage import SUPPLIED_VARIABLES, GoldenImageSpec
 from goldenimage.packer import hcl, inputs
 from goldenimage.packer.render import BuildContext, Settings, render_target
 from support import recipes, snapshots
@@ -183,3 +183,12 @@ def test_temporary_names_are_per_target_and_fit_the_clouds_limits() -> None:
         assert len(name) + len("-a10") <= 63
         names.add(name)
     assert len(names) == 2
+
+
+@pytest.mark.parametrize(("image", "target"), TARGETS, ids=lambda x: getattr(x, "name", None) or x.metadata.name)
+def test_the_variables_a_template_declares_are_supplied_or_secret(image, target) -> None:  # type: ignore[no-untyped-def]
+    text = render_target(image.spec, target, CTX, source=None)
+    declared = set(re.findall(r'^variable "([a-z_0-9]+)"', text, re.M))
+    secrets = {v.name for v in image.spec.secret_variables}
+    assert declared - secrets <= set(SUPPLIED_VARIABLES)
+    assert "attempt" in declared and not secrets & set(SUPPLIED_VARIABLES)

@@ -305,13 +305,28 @@ class Provisioner(Model):
 # ---------------------------------------------------------------------------------------------
 
 
-# What the runner gives a user template (those it declares); spec.template.variables may not
-# shadow them.
-SUPPLIED_VARIABLES = ("build_id", "attempt", "target", "cloud", "region", "inputs_dir", "manifest_path", "aws_endpoint")
+# The Packer variables the operator supplies (to its own templates, and to a user template
+# that declares them); neither spec.template.variables nor secretVariables may shadow them.
+SUPPLIED_VARIABLES = (
+    "build_id",
+    "attempt",
+    "target",
+    "cloud",
+    "region",
+    "inputs_dir",
+    "manifest_path",
+    "aws_endpoint",
+    "azure_client_id",
+    "azure_client_secret",
+    "azure_tenant_id",
+)
+_SUPPLIED_CEL = "[" + ", ".join(f"'{v}'" for v in SUPPLIED_VARIABLES) + "]"
+_SUPPLIED_MESSAGE = f"may not be {', '.join(SUPPLIED_VARIABLES)}: the operator supplies them"
 not_supplied = FieldRule(
-    "self.all(k, !(k in [" + ", ".join(f"'{v}'" for v in SUPPLIED_VARIABLES) + "]))",
-    f"may not set {', '.join(SUPPLIED_VARIABLES)}: the operator supplies them",
-    lambda value: not set(value) & set(SUPPLIED_VARIABLES),
+    f"self.all(k, !(k in {_SUPPLIED_CEL}))", _SUPPLIED_MESSAGE, lambda value: not set(value) & set(SUPPLIED_VARIABLES)
+)
+not_a_supplied_name = FieldRule(
+    f"!(self in {_SUPPLIED_CEL})", _SUPPLIED_MESSAGE, lambda value: value not in SUPPLIED_VARIABLES
 )
 
 
@@ -327,7 +342,7 @@ class UserTemplate(Model):
 class SecretVariable(Model):
     """A sensitive Packer variable whose value comes from a Secret; never written to status or logs."""
 
-    name: PackerVariableName
+    name: Annotated[PackerVariableName, not_a_supplied_name]
     secret_key_ref: SecretKeyRef
 
 
