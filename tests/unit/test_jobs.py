@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from goldenimage.api import durations
@@ -122,6 +123,9 @@ def test_long_names_fit_in_a_label() -> None:
     assert name != names.build_job("a" * 40 + "-123456", "t" * 32, 11)
     assert names.build_job("web-base-7", "aws-eu", 2) == "web-base-7-aws-eu-2"
     assert names.build_id("web-base-7", "1a2b3c4d-aaaa-bbbb-cccc-dddddddddddd") == "web-base-7-1a2b3c4d"
+    # Cut before a dot or a dash, the hash still follows a letter or digit.
+    cut = names.fit("a" * 53 + ".b" * 10)
+    assert re.fullmatch(r"a{53}-[0-9a-f]{8}", cut), cut
 
 
 def test_the_runner_image_runs_as_the_jobs_user() -> None:

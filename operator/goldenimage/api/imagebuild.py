@@ -11,7 +11,7 @@ from pydantic import Field
 from .base import Format, Model, ObjectName, Rule, immutable
 from .conditions import ConditionList
 from .goldenimage import GoldenImageSpec
-from .types import Message, ShortText, TargetName, Version
+from .types import ImageName, Message, ShortText, TargetName, Version
 
 Fingerprint = Annotated[
     str, Format(r"^sha256:[0-9a-f]{64}$", "must be sha256: followed by 64 hex digits", max_length=71)
@@ -53,7 +53,7 @@ class ImageBuildSpec(Model):
         ),
     )
 
-    image: ObjectName = Field(description="The GoldenImage this build belongs to.")
+    image: ImageName = Field(description="The GoldenImage this build belongs to.")
     version: Version
     fingerprint: Fingerprint
     reason: BuildReason

@@ -11,7 +11,7 @@ from pydantic import Field
 from .base import Format, Model, ObjectName, Rule, exactly_one_of
 from .conditions import ConditionList
 from .imagebuild import ArtifactId, Cloud, Fingerprint, Region
-from .types import Duration, Message, TargetName, Version
+from .types import Duration, ImageName, Message, TargetName, Version
 
 
 class LatestValidated(Model):
@@ -106,7 +106,7 @@ class ImageChannelSpec(Model):
         ),
     )
 
-    image: ObjectName = Field(description="The GoldenImage whose builds this channel points at.")
+    image: ImageName = Field(description="The GoldenImage whose builds this channel points at.")
     source: ChannelSource | None = Field(
         None, description="Promotion policy; only spec.version moves the channel when unset."
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeVar
@@ -14,6 +15,7 @@ from .base import Rule
 from .goldenimage import GoldenImageSpec, GoldenImageStatus
 from .imagebuild import ImageBuildSpec, ImageBuildStatus
 from .imagechannel import ImageChannelSpec, ImageChannelStatus
+from .types import BUILD_NAME_MAX, IMAGE_NAME, IMAGE_NAME_MAX, IMAGE_NAME_MESSAGE
 
 GROUP = "goldenimage.io"
 VERSION = "v1alpha1"
@@ -134,6 +136,13 @@ def _name_rule(max_length: int) -> Rule:
     )
 
 
+_image_name_rule = Rule(
+    f"self.metadata.name.matches('{IMAGE_NAME}')",
+    f"metadata.name {IMAGE_NAME_MESSAGE}: it becomes part of image names on every cloud",
+    lambda obj: re.fullmatch(IMAGE_NAME, obj.metadata.name) is not None,
+)
+
+
 GoldenImage.definition = Definition(
     model=GoldenImage,
     plural="goldenimages",
@@ -148,7 +157,7 @@ GoldenImage.definition = Definition(
         AGE,
         Column("Message", _ready("message"), priority=1),
     ),
-    rules=(_name_rule(40),),
+    rules=(_name_rule(IMAGE_NAME_MAX), _image_name_rule),
 )
 
 ImageBuild.definition = Definition(
@@ -165,7 +174,7 @@ ImageBuild.definition = Definition(
         AGE,
         Column("Fingerprint", ".spec.fingerprint", priority=1),
     ),
-    rules=(_name_rule(63),),
+    rules=(_name_rule(BUILD_NAME_MAX),),
 )
 
 ImageChannel.definition = Definition(

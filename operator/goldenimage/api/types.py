@@ -32,6 +32,14 @@ TargetName = Annotated[
     ),
 ]
 
+# A GoldenImage's name ends up in every cloud's resource names (GCP's are the strictest) and,
+# as `<image>-<version>`, in the names of its ImageBuilds and their children.
+IMAGE_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+IMAGE_NAME_MESSAGE = "must start with a letter and hold only lowercase letters, digits and '-'"
+IMAGE_NAME_MAX = 40
+BUILD_NAME_MAX = IMAGE_NAME_MAX + 8  # "-" and a version of up to 7 digits
+ImageName = Annotated[str, Format(IMAGE_NAME, IMAGE_NAME_MESSAGE, max_length=IMAGE_NAME_MAX)]
+
 AwsRegion = Annotated[
     str, Format(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", "must be an AWS region such as eu-west-1", max_length=32)
 ]

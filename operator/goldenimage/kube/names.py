@@ -13,7 +13,7 @@ def fit(name: str, limit: int = LABEL_MAX) -> str:
     if len(name) <= limit:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
 
 
 def build(image: str, version: int) -> str:
