@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..clouds.base import CloudError
 from ..clouds.registry import Clouds
 from ..config import Config
-from ..kube.client import ConflictError, Kube
+from ..kube.client import ConflictError, Kube, NotFoundError
 
 log = logging.getLogger("goldenimage")
 
@@ -104,6 +104,9 @@ class Operator:
         for _ in range(CONFLICT_RETRIES):
             try:
                 await self.reconcilers[kind](self, namespace, name)
+                return
+            except NotFoundError:
+                log.info("%s %s/%s is gone", kind, namespace, name)
                 return
             except ConflictError:
                 log.info("%s %s/%s changed while it was reconciled; planning again", kind, namespace, name)

@@ -21,7 +21,7 @@ from ..api.imagechannel import ChannelArtifact, ImageChannelStatus
 from ..api.resources import ImageBuild, ImageChannel
 from ..clouds.base import CloudError, Pointer
 from ..kube import jobs, labels, names
-from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, ConflictError
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, ConflictError, OwnedByAnotherError
 from ..packer import tags
 from ..reconcile import imagechannel as planner
 from . import invalid
@@ -236,7 +236,7 @@ async def _publish(
             log.info("ImageChannel %s/%s: %s", namespace, channel.metadata.name, change)
     if publish.config_map is not None:
         try:
-            await _publish_config_map(op, channel, status)
+            await publish_config_map(op, channel, status)
             done.append(f"ConfigMap {publish.config_map.name}")
         except (ApiException, PublishError) as exc:
             problems.append(f"ConfigMap {publish.config_map.name}: {getattr(exc, 'reason', exc)}")
@@ -245,7 +245,7 @@ async def _publish(
     return ("True", "Published", "published to " + ", ".join(done))
 
 
-async def _publish_config_map(op: Operator, channel: ImageChannel, status: ImageChannelStatus) -> None:
+async def publish_config_map(op: Operator, channel: ImageChannel, status: ImageChannelStatus) -> None:
     """The pointer for in-cluster consumers: version, build and artifacts as JSON, plus one key
     per target and region (`<target>.<region>`)."""
     assert channel.spec.publish is not None and channel.spec.publish.config_map is not None
@@ -276,10 +276,10 @@ async def _publish_config_map(op: Operator, channel: ImageChannel, status: Image
         },
         "data": data,
     }
-    existing = await op.kube.create(CONFIGMAPS, namespace, body)
-    owners = {o.get("uid") for o in existing["metadata"].get("ownerReferences", [])}
-    if meta.uid not in owners:
-        raise PublishError(f"ConfigMap {name} exists and is not this channel's; it is left alone")
+    try:
+        existing = await op.kube.create(CONFIGMAPS, namespace, body)
+    except OwnedByAnotherError as exc:
+        raise PublishError(f"ConfigMap {name} exists and is not this channel's; it is left alone") from exc
     if existing.get("data") != data:
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
         await op.kube.replace(CONFIGMAPS, namespace, name, body)

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from ..api.resources import GROUP, VERSION, GoldenImage, ImageBuild, ImageChannel, Resource
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +45,15 @@ class Kind:
             base += f"/{subresource}"
         return base
 
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
+
+def _ours(resource: type[Resource]) -> Kind:
+    definition = resource.definition
+    return Kind(GROUP, VERSION, definition.plural, definition.kind)
 
 
-GOLDENIMAGES = Kind("goldenimage.io", "v1alpha1", "goldenimages", "GoldenImage")
-IMAGEBUILDS = Kind("goldenimage.io", "v1alpha1", "imagebuilds", "ImageBuild")
-IMAGECHANNELS = Kind("goldenimage.io", "v1alpha1", "imagechannels", "ImageChannel")
+GOLDENIMAGES = _ours(GoldenImage)
+IMAGEBUILDS = _ours(ImageBuild)
+IMAGECHANNELS = _ours(ImageChannel)
 JOBS = Kind("batch", "v1", "jobs", "Job")
 PODS = Kind("", "v1", "pods", "Pod")
 CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
@@ -61,11 +66,21 @@ class ConflictError(Exception):
     """The object changed since it was read."""
 
 
+class OwnedByAnotherError(ConflictError):
+    """An object of the name being created exists and has another controlling owner."""
+
+
 class NotFoundError(Exception):
-    pass
+    """The object is gone."""
 
 
-def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def _controller(obj: dict[str, Any]) -> str | None:
+    """The UID of the object's controlling owner, if any."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((o.get("uid") for o in owners if o.get("controller")), None)
+
+
+def diff_as_merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """The JSON merge patch (RFC 7386) that turns `old` into `new`: a key `new` lacks becomes
     null, which removes it; lists are replaced whole."""
     patch: dict[str, Any] = {}
@@ -74,7 +89,7 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key, value in new.items():
         before = old.get(key)
         if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_patch(before, value)
+            nested = diff_as_merge_patch(before, value)
             if nested:
                 patch[key] = nested
         elif value != before:
@@ -94,6 +109,8 @@ class Kube:
     def __init__(self, api: client.ApiClient, *, component: str = "goldenimage-operator") -> None:
         self.api = api
         self.component = component
+        # Threads of its own: slow cloud calls in the default executor never hold up the API.
+        self._threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube")
 
     # -- raw -------------------------------------------------------------------------------
 
@@ -128,7 +145,8 @@ class Kube:
         return json.loads(data) if data else None
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._request_sync, method, path, **kwargs)
+        call = functools.partial(self._request_sync, method, path, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -146,26 +164,26 @@ class Kube:
         return items
 
     async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create, or return the object of that name if it already exists (to be adopted)."""
+        """Create, or return the object of that name if it already exists and has the same
+        owner (to be adopted). One of another owner (say, left by an earlier object of the same
+        name until the garbage collector takes it) is an OwnedByAnotherError."""
+        name = body["metadata"]["name"]
         try:
             created: dict[str, Any] = await self.request("POST", kind.path(namespace), body=body)
             return created
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        existing = await self.get(kind, namespace, body["metadata"]["name"])
+        existing = await self.get(kind, namespace, name)
         if existing is None:  # deleted in between: the next reconcile creates it again
-            raise ConflictError(f"{kind.kind} {body['metadata']['name']} was deleted while being adopted")
+            raise ConflictError(f"{kind.kind} {name} was deleted while being adopted")
+        if _controller(body) != _controller(existing):
+            raise OwnedByAnotherError(f"{kind.kind} {name} exists and belongs to another owner")
         return existing
 
-    async def delete(
-        self, kind: Kind, namespace: str, name: str, *, propagation: str = "Background", grace: int | None = None
-    ) -> None:
-        options: dict[str, Any] = {"propagationPolicy": propagation}
-        if grace is not None:
-            options["gracePeriodSeconds"] = grace
+    async def delete(self, kind: Kind, namespace: str, name: str, *, propagation: str = "Background") -> None:
         with contextlib.suppress(NotFoundError):
-            await self.request("DELETE", kind.path(namespace, name), body=options)
+            await self.request("DELETE", kind.path(namespace, name), body={"propagationPolicy": propagation})
 
     async def replace(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """PUT the whole object; with metadata.resourceVersion set, Conflict if it changed."""
@@ -197,7 +215,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Make status equal `status`; conditional on `resource_version` when given. Fields of
         `old` (the status the decision was made from) that `status` lacks are removed."""
-        patch: dict[str, Any] = {"status": merge_patch(old or {}, status)}
+        patch: dict[str, Any] = {"status": diff_as_merge_patch(old or {}, status)}
         if resource_version is not None:
             patch["metadata"] = {"resourceVersion": resource_version}
         return await self.merge_patch(kind, namespace, name, patch, subresource="status")
