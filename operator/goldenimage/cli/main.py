@@ -74,24 +74,39 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(Path(args.dir), wait=not args.no_wait)
 
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-    "demo": ("the whole loop locally: build, boot-test, promote, roll back (see the README)", _demo),
-    "operator": ("run the operator (configured by GOLDENIMAGE_* environment variables)", _operator),
-    "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds),
-    "local-cluster": ("run a local control plane with the CRDs and pod executor", _local_cluster),
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir",
+        default=".local/demo",
+        help="where the demo keeps its files and logs: a new or empty directory, or an earlier demo's",
+    )
+    parser.add_argument("--no-wait", action="store_true", help="stop everything when the story is told")
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+
+# name -> (help, run, add its arguments)
+COMMANDS: dict[str, Command] = {
+    "demo": ("the whole loop locally: build, boot-test, promote, roll back (see the README)", _demo, _demo_arguments),
+    "operator": (
+        "run the operator (configured by GOLDENIMAGE_* environment variables)",
+        _operator,
+        _operator_arguments,
+    ),
+    "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds, _no_arguments),
+    "local-cluster": ("run a local control plane with the CRDs and pod executor", _local_cluster, _no_arguments),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goldenimage", description="GoldenImage operator")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, _) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text)
-        if name == "operator":
-            _operator_arguments(command)
-        if name == "demo":
-            command.add_argument("--dir", default=".local/demo", help="where the demo keeps its files and logs")
-            command.add_argument("--no-wait", action="store_true", help="stop everything when the story is told")
+    for name, (help_text, _, add_arguments) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

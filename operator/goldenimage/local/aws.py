@@ -3,20 +3,19 @@ the examples select (RHEL 9 AMIs owned by Red Hat's account)."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..clouds.aws import Aws
 from . import processes
-from .controlplane import free_port
+from .controlplane import free_port, http_ok
 
 RED_HAT = "309956199498"
 
@@ -82,15 +81,14 @@ class Moto:
             raise
         return moto
 
+    @functools.cached_property
+    def aws(self) -> Aws:
+        """The project's AWS adapter on this moto; `.ec2(region)`, `.client("ssm", region)`."""
+        return moto_aws(self.endpoint)
+
     def _up(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"moto exited: {(self.directory / 'moto.log').read_text()[-2000:]}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2) as response,
-        ):
-            return bool(response.status == 200)
-        return False
+        processes.raise_if_exited("moto", self.process, self.directory / "moto.log")
+        return http_ok(f"{self.endpoint}/moto-api/data.json")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -98,6 +96,11 @@ class Moto:
             self.process = None
         if self.owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def moto_aws(endpoint: str) -> Aws:
+    """The project's AWS adapter on the moto server at `endpoint`, with its credentials."""
+    return Aws(endpoint_url=endpoint, credentials=CREDENTIALS)
 
 
 def _base_env() -> dict[str, str]:

@@ -70,9 +70,7 @@ class LocalCluster:
         processes.wait_until(self._node_ready, timeout=30, interval=0.2, what="the local pod executor's node")
 
     def _node_ready(self) -> bool:
-        if self.executor is not None and self.executor.poll() is not None:
-            tail = self.plane.logs("executor").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the local pod executor exited with {self.executor.returncode}:\n{tail}")
+        processes.raise_if_exited("the local pod executor", self.executor, self.plane.logs("executor"))
         result = self.plane.kubectl("get", "node", NODE, "-o", "json", check=False)
         if result.returncode != 0:
             return False

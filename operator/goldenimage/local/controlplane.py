@@ -43,6 +43,13 @@ CONTROLLERS = (
 )
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl command, whose message ends with what kubectl said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{(self.stderr or '').strip()}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,7 +127,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        processes.wait_until(lambda: _http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy")
+        processes.wait_until(lambda: http_ok(f"{etcd_url}/health"), timeout=30, what="etcd to become healthy")
 
         self._run(
             "kube-apiserver",
@@ -214,7 +221,7 @@ class ControlPlane:
             check=False,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+            raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
     def kubectl_json(self, *args: str) -> Any:
@@ -228,13 +235,11 @@ class ControlPlane:
 
     def _api_ready(self) -> bool:
         for name, process in self._processes:
-            if process.poll() is not None:
-                tail = self.logs(name).read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+            processes.raise_if_exited(name, process, self.logs(name))
         assert self._admin is not None and self._ca is not None
         context = ssl.create_default_context(cafile=str(self._ca))
         context.load_cert_chain(str(self._admin.cert), str(self._admin.key))
-        return _http_ok(f"{self.server}/readyz", context)
+        return http_ok(f"{self.server}/readyz", context)
 
     def _write_kubeconfig(self, path: Path, client: pki.Pair) -> None:
         assert self._ca is not None
@@ -264,7 +269,8 @@ class ControlPlane:
         path.chmod(0o600)
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether `url` answers 200 (within 2 seconds); False while nothing listens."""
     with (
         contextlib.suppress(urllib.error.URLError, OSError),
         urllib.request.urlopen(url, timeout=2, context=context) as r,

@@ -23,42 +23,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from .. import paths
-from .aws import CREDENTIALS
 from .instances import InstanceAgent, Services, prepare_validation
 from .stack import BIN, Stack
 
 NAMESPACE = "demo"
 REGIONS = {"eu-west-1": "127.0.5.0/24", "us-east-1": "127.0.6.0/24"}
 PROD_SOAK = "20s"
+# Written into the demo's directory: only a directory carrying it is ever emptied by the demo.
+MARKER = ".goldenimage-demo"
+
+
+class DirectoryError(Exception):
+    """The demo's directory is not one the demo may use."""
 
 
 class Demo:
     def __init__(self, stack: Stack, say: Callable[[str], None]) -> None:
         self.stack = stack
+        self.plane = stack.cluster.plane
         self.say = say
         self.started = time.monotonic()
-        self.kubectl_path = str(stack.cluster.plane.binaries.kubectl)
         self.seen: dict[str, str] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.kubectl_path, f"--kubeconfig={self.stack.kubeconfig}", "-n", NAMESPACE, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result
+        return self.plane.kubectl("-n", NAMESPACE, *args, check=check)
 
     def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return self.plane.kubectl_json("-n", NAMESPACE, "get", *args)
 
     def golden(self, *args: str) -> str:
         result = subprocess.run(
@@ -114,13 +108,7 @@ class Demo:
         return int(version) if version is not None else None
 
     def parameter(self, region: str, name: str) -> str:
-        client = boto3.client(
-            "ssm",
-            region_name=region,
-            endpoint_url=self.stack.moto.endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        client = self.stack.moto.aws.client("ssm", region)
         with contextlib.suppress(client.exceptions.ParameterNotFound):
             return str(client.get_parameter(Name=name)["Parameter"]["Value"])
         return "(not set)"
@@ -133,11 +121,7 @@ class Demo:
     # -- the story -------------------------------------------------------------------------
 
     def run(self, low_ports: bool) -> None:
-        subprocess.run(
-            [self.kubectl_path, f"--kubeconfig={self.stack.kubeconfig}", "create", "namespace", NAMESPACE],
-            capture_output=True,
-            check=False,
-        )
+        self.plane.kubectl("create", "namespace", NAMESPACE, check=False)
         self.wait(
             "the namespace's default service account",
             lambda: self.kubectl("get", "sa", "default", check=False).returncode == 0,
@@ -195,12 +179,31 @@ def _can_bind_low_ports() -> bool:
     return True
 
 
+def claim(directory: Path) -> None:
+    """Make `directory` the demo's: a new or empty one, or an earlier demo's, which is emptied.
+    Anything else is refused: the demo removes nothing it did not create."""
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise DirectoryError(f"{directory} is not a directory")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / MARKER).is_file():
+            raise DirectoryError(
+                f"{directory} is not empty and is not an earlier demo's (it has no {MARKER}): "
+                "give --dir a new or empty directory"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("made by `goldenimage demo`, which empties this directory when it runs again\n")
+
+
 def main(directory: Path, wait: bool) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    try:
+        claim(directory)
+    except DirectoryError as exc:
+        print(f"goldenimage demo: {exc}", file=sys.stderr)
+        return 2
     say(f"starting the control plane, moto, the pod executor and the operator in {directory} ...")
     stack = Stack.start(directory=directory, build=True)
     agent: InstanceAgent | None = None

@@ -31,10 +31,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -47,10 +47,31 @@ DEFAULT_SELECTOR = "app.kubernetes.io/managed-by=goldenimage-operator"
 MESSAGE_LIMIT = 4096  # the kubelet's cap on a container's termination message
 RESYNC_SECONDS = 2.0
 CONTAINER_ENV = "GOLDENIMAGE_LOCAL_POD_UID"
+REPORT_RETRY_SECONDS = 1.0
+
+T = TypeVar("T")
 
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unless_missing(read: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """`read(*args, **kwargs)`, or None when the API server answers 404."""
+    try:
+        return read(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _tail(path: Path, *, start: int = 0, end: int | None = None) -> str:
+    """Part of a file as text; empty when the file is gone."""
+    try:
+        return path.read_bytes()[start:end].decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -63,14 +84,21 @@ class LocalPod:
     process: subprocess.Popen[bytes]
     prepared: podspec.Prepared
     started_at: str
-    started: float
     deadline: float | None
+    grace: int  # terminationGracePeriodSeconds
+    fallback_to_logs: bool  # terminationMessagePolicy: FallbackToLogsOnError
     kill_at: float | None = None
     reason: str | None = None  # why the executor stopped it, if it did
+    exit: tuple[int, str] | None = None  # (code, message) once exited, until reported
+    report_at: float = 0.0  # when to try reporting the exit again after a failure
 
     @property
     def log_path(self) -> Path:
         return self.directory / "container.log"
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, podspec.ConfigError) else f"{type(exc).__name__}: {exc}"
 
 
 class Executor:
@@ -80,9 +108,10 @@ class Executor:
         self.root = root
         self.selector = selector
         self.log_port = log_port
+        # uid -> pod. The main thread changes them under the lock; the log server reads them.
         self.running: dict[str, LocalPod] = {}
-        self.finished: dict[str, Path] = {}  # uid -> directory, for logs after exit
-        self.finished_names: dict[str, tuple[str, str]] = {}  # uid -> (namespace, name)
+        self.finished: dict[str, LocalPod] = {}  # exited and reported (or gone): for logs
+        self.lock = threading.Lock()
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.base_env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL", "TZ") if k in os.environ}
 
@@ -196,8 +225,7 @@ class Executor:
             if local is None:
                 self._delete_now(pod)
             elif local.kill_at is None:
-                grace = meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
-                self._terminate(local, grace, reason=None)
+                self._terminate(local, meta.get("deletionGracePeriodSeconds", local.grace), reason=None)
             return
         phase = pod.get("status", {}).get("phase", "Pending")
         if phase == "Pending" and local is None and uid not in self.finished:
@@ -218,23 +246,13 @@ class Executor:
         }
         self.core.create_namespaced_binding(meta["namespace"], body, _preload_content=False)
 
-    def _read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            cm = self.core.read_namespaced_config_map(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return dict(cm.data or {})
+    def _read_config_map(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        cm = _unless_missing(self.core.read_namespaced_config_map, name, namespace)
+        return None if cm is None else podspec.config_map_data(cm.data, cm.binary_data)
 
-    def _read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return podspec.decode_secret(secret.data or {})
+    def _read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        secret = _unless_missing(self.core.read_namespaced_secret, name, namespace)
+        return None if secret is None else podspec.secret_data(secret.data)
 
     def _start(self, pod: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -250,12 +268,14 @@ class Executor:
                 read_secret=self._read_secret,
                 base_env=self.base_env,
             )
-        except podspec.ConfigError as exc:
-            # Like a kubelet: the pod waits and the next resync tries again.
-            self._patch_status(pod, {"status": self._waiting_status(pod, "CreateContainerConfigError", str(exc))})
-            return
         except podspec.UnsupportedError as exc:
             self._report_exit(pod, exit_code=128, reason="UnsupportedByLocalExecutor", message=str(exc))
+            return
+        except Exception as exc:
+            # Like a kubelet: the pod waits and the next resync tries again.
+            message = _describe(exc)
+            if self._wait(pod, "CreateContainerConfigError", message):
+                log.warning("%s/%s cannot start yet: %s", meta["namespace"], meta["name"], message)
             return
         try:
             process = processes.spawn(
@@ -264,8 +284,8 @@ class Executor:
                 env={**prepared.env, CONTAINER_ENV: meta["uid"]},
                 cwd=prepared.cwd,
             )
-        except OSError as exc:
-            self._report_exit(pod, exit_code=128, reason="StartError", message=str(exc))
+        except Exception as exc:
+            self._report_exit(pod, exit_code=128, reason="StartError", message=_describe(exc))
             return
         local = LocalPod(
             namespace=meta["namespace"],
@@ -276,10 +296,12 @@ class Executor:
             process=process,
             prepared=prepared,
             started_at=_now(),
-            started=time.monotonic(),
             deadline=time.monotonic() + spec["activeDeadlineSeconds"] if spec.get("activeDeadlineSeconds") else None,
+            grace=spec.get("terminationGracePeriodSeconds", 30),
+            fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
         )
-        self.running[local.uid] = local
+        with self.lock:
+            self.running[local.uid] = local
         log.info("started %s/%s as pid %d: %s", local.namespace, local.name, local.process.pid, prepared.argv)
         self._patch_status(pod, {"status": self._running_status(pod, local)})
 
@@ -295,55 +317,63 @@ class Executor:
 
     def poll(self) -> None:
         now = time.monotonic()
-        for uid, local in list(self.running.items()):
-            code = local.process.poll()
-            if code is None:
-                if local.kill_at is not None and now >= local.kill_at:
-                    processes.kill_tagged(CONTAINER_ENV, uid)
-                elif local.deadline is not None and now >= local.deadline and local.kill_at is None:
-                    self._terminate(local, 30, reason="DeadlineExceeded")
-                continue
-            # The container is gone: nothing of it may outlive its main process, not even what
-            # started a session of its own.
-            processes.kill_tagged(CONTAINER_ENV, uid)
-            del self.running[uid]
-            self.finished[uid] = local.directory
-            self.finished_names[uid] = (local.namespace, local.name)
-            exit_code = code if code >= 0 else 128 - code
-            log.info("%s/%s exited with %d", local.namespace, local.name, exit_code)
-            pod = self._read_pod(local)
-            if pod is None:
-                continue
-            message = local.prepared.termination_log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace")
-            if not message and exit_code != 0 and self._fallback_to_logs(pod):
-                message = local.log_path.read_bytes()[-2048:].decode(errors="replace")
-            self._report_exit(pod, exit_code=exit_code, reason=local.reason, message=message, local=local)
-            if pod["metadata"].get("deletionTimestamp"):
-                self._delete_now(pod)
+        for local in list(self.running.values()):
+            if local.exit is None:
+                code = local.process.poll()
+                if code is None:
+                    if local.kill_at is not None and now >= local.kill_at:
+                        processes.kill_tagged(CONTAINER_ENV, local.uid)
+                    elif local.deadline is not None and now >= local.deadline and local.kill_at is None:
+                        self._terminate(local, local.grace, reason="DeadlineExceeded")
+                    continue
+                # The container is gone: nothing of it may outlive its main process, not even
+                # what started a session of its own.
+                processes.kill_tagged(CONTAINER_ENV, local.uid)
+                local.exit = self._exit(local, code)
+                log.info("%s/%s exited with %d", local.namespace, local.name, local.exit[0])
+            if now >= local.report_at:
+                self._safely(self._finish, local)
 
-    def _fallback_to_logs(self, pod: Mapping[str, Any]) -> bool:
-        return bool(pod["spec"]["containers"][0].get("terminationMessagePolicy") == "FallbackToLogsOnError")
+    def _exit(self, local: LocalPod, code: int) -> tuple[int, str]:
+        exit_code = code if code >= 0 else 128 - code
+        message = _tail(local.prepared.termination_log, end=MESSAGE_LIMIT)
+        if not message and exit_code != 0 and local.fallback_to_logs:
+            message = _tail(local.log_path, start=-2048)
+        return exit_code, message
+
+    def _finish(self, local: LocalPod) -> None:
+        """Report an exited container's exit; it stays running (and is tried again) until then."""
+        assert local.exit is not None
+        local.report_at = time.monotonic() + REPORT_RETRY_SECONDS
+        pod = self._read_pod(local)
+        if pod is not None:
+            code, message = local.exit
+            self._report_exit(pod, exit_code=code, reason=local.reason, message=message, local=local)
+        with self.lock:
+            self.running.pop(local.uid, None)
+            self.finished[local.uid] = local
+        if pod is not None and pod["metadata"].get("deletionTimestamp"):
+            self._delete_now(pod)
 
     def _read_pod(self, local: LocalPod) -> dict[str, Any] | None:
-        try:
-            response = self.core.read_namespaced_pod(local.name, local.namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        response = _unless_missing(self.core.read_namespaced_pod, local.name, local.namespace, _preload_content=False)
+        if response is None:
+            return None
         pod: dict[str, Any] = json.loads(response.data)
         return pod if pod["metadata"]["uid"] == local.uid else None
 
     def shutdown(self) -> None:
-        for local in self.running.values():
+        with self.lock:
+            stopping = list(self.running.values())
+            self.running.clear()
+        for local in stopping:
             with contextlib.suppress(ProcessLookupError):
                 local.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for local in self.running.values():
+        for local in stopping:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 local.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             processes.kill_tagged(CONTAINER_ENV, local.uid)
-        self.running.clear()
 
     # -- status ----------------------------------------------------------------------------
 
@@ -422,6 +452,16 @@ class Executor:
             status["message"] = "Pod was active on the node longer than the specified deadline"
         self._patch_status(pod, {"status": status})
 
+    def _wait(self, pod: Mapping[str, Any], reason: str, message: str) -> bool:
+        """Report the container waiting, unless the pod already says so (an unchanged patch
+        would still bring new transition times, a watch event and another attempt at once);
+        whether it reported."""
+        statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+        if statuses[0].get("state", {}).get("waiting") == {"reason": reason, "message": message}:
+            return False
+        self._patch_status(pod, {"status": self._waiting_status(pod, reason, message)})
+        return True
+
     def _patch_status(self, pod: Mapping[str, Any], body: dict[str, Any]) -> None:
         meta = pod["metadata"]
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], body)
@@ -435,12 +475,15 @@ class Executor:
     # -- logs ------------------------------------------------------------------------------
 
     def log_file(self, namespace: str, name: str) -> tuple[Path, LocalPod | None] | None:
-        for local in self.running.values():
+        """The log of a pod on this node, and the pod while its container runs (for following)."""
+        with self.lock:
+            running, finished = list(self.running.values()), list(self.finished.values())
+        for local in running:
             if (local.namespace, local.name) == (namespace, name):
                 return local.log_path, local
-        for key, directory in self.finished.items():
-            if self.finished_names.get(key) == (namespace, name):
-                return directory / "container.log", None
+        for local in finished:
+            if (local.namespace, local.name) == (namespace, name):
+                return local.log_path, None
         return None
 
 
@@ -512,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving-key", type=Path, help="key of the log endpoint")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if (args.serving_cert is None) != (args.serving_key is None):
+        parser.error("--serving-cert and --serving-key go together")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -525,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     link.symlink_to(pods, target_is_directory=True)
     api = config.new_client_from_config(config_file=args.kubeconfig)
     executor = Executor(client.CoreV1Api(api), args.node_name, pods, args.selector)
-    serving = pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert and args.serving_key else None
+    serving = pki.Pair(args.serving_cert, args.serving_key) if args.serving_cert else None
     executor.log_port = serve_logs(executor, root, serving)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

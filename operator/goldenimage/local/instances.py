@@ -14,9 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-
-from .aws import CREDENTIALS
+from .aws import moto_aws
 
 log = logging.getLogger("goldenimage.local.instances")
 
@@ -64,20 +62,10 @@ class InstanceAgent:
         self.services = services
         self.interval = interval
         self.servers: dict[str, list[socketserver.BaseServer]] = {}  # instance id -> servers
-        self.errors: list[str] = []
         self.served: list[str] = []  # addresses that have been served, for tests and the demo
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="instance-agent")
-        self._clients = {
-            r: boto3.client(
-                "ec2",
-                region_name=r,
-                endpoint_url=endpoint,
-                aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            )
-            for r in self.regions
-        }
+        self._aws = moto_aws(endpoint)
 
     def start(self) -> InstanceAgent:
         self._thread.start()
@@ -96,15 +84,23 @@ class InstanceAgent:
         self.stop()
 
     def _run(self) -> None:
+        last_error = ""
         while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # moto restarting or slow: try again
+            try:
                 self._sync()
+                last_error = ""
+            except Exception as exc:  # moto restarting or slow: try again, saying so once
+                if str(exc) != last_error:
+                    log.warning("instance agent: %s (retrying)", exc)
+                last_error = str(exc)
             self._stop.wait(self.interval)
 
     def _sync(self) -> None:
         running: dict[str, str] = {}
-        for client in self._clients.values():
-            pages = client.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
+        for region in self.regions:
+            pages = self._aws.ec2(region).describe_instances(
+                Filters=[{"Name": "instance-state-name", "Values": ["running"]}]
+            )
             for reservation in pages["Reservations"]:
                 for instance in reservation["Instances"]:
                     address = instance.get("PrivateIpAddress", "")
@@ -126,7 +122,7 @@ class InstanceAgent:
                 else:
                     server = _TCPServer((address, port), _Accept)
             except OSError as exc:
-                self.errors.append(f"cannot listen on {address}:{port}: {exc}")
+                log.warning("instance agent: cannot listen on %s:%d: %s", address, port, exc)
                 continue
             threading.Thread(target=server.serve_forever, daemon=True, name=f"serve-{address}:{port}").start()
             servers.append(server)
@@ -146,19 +142,11 @@ def prepare_validation(
     (distinct CIDRs, so that addresses never collide across regions) and a security group, both
     tagged `tags`; and the instance profile command checks use. Returns the subnet by region."""
 
-    def client(service: str, region: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-
+    aws = moto_aws(endpoint)
     tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
     out = {}
     for region, cidr in cidrs.items():
-        ec2 = client("ec2", region)
+        ec2 = aws.ec2(region)
         vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(
             VpcId=vpc, CidrBlock=cidr, TagSpecifications=[{"ResourceType": "subnet", "Tags": tag_list}]
@@ -171,7 +159,7 @@ def prepare_validation(
         )
         out[region] = subnet
     if instance_profile:
-        iam = client("iam", "us-east-1")
+        iam = aws.client("iam", "us-east-1")
         with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_instance_profile(InstanceProfileName=instance_profile)
     return out

@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Reads a ConfigMap's or Secret's data (already decoded); None when it does not exist.
-Reader = Callable[[str, str], dict[str, str] | None]
+# Reads a ConfigMap's or Secret's data as bytes (see config_map_data and secret_data) by
+# namespace and name; None when it does not exist.
+Reader = Callable[[str, str], dict[str, bytes] | None]
 
 TERMINATION_LOG = "termination-log"
 
@@ -39,8 +40,6 @@ class Prepared:
     env: dict[str, str]
     cwd: Path
     termination_log: Path
-    # pod path prefix -> local path, longest first
-    paths: list[tuple[str, Path]] = field(default_factory=list)
 
 
 def prepare(
@@ -77,17 +76,16 @@ def prepare(
 
     home = directory / "home"
     home.mkdir(exist_ok=True)
-    env = {"HOME": str(home), **base_env}
+    # What the container would see, with `$(VAR)` expanded once as Kubernetes does; then its
+    # pod paths are mapped. Command and args, too, see the container's declared variables only.
     declared = _resolve_env(container, pod, read_config_map, read_secret)
-    for name, value in declared.items():
-        env[name] = translate(expand(value, env), paths)
-
+    env = {"HOME": str(home), **base_env, **{name: translate(value, paths) for name, value in declared.items()}}
+    command = [expand(a, declared) for a in [*container["command"], *container.get("args", [])]]
     # The executable is the image's, which is the host's here: only its arguments carry pod paths.
-    command = [expand(a, env) for a in [*container["command"], *container.get("args", [])]]
     argv = [command[0], *(translate(a, paths) for a in command[1:])]
     cwd = Path(translate(container["workingDir"], paths)) if container.get("workingDir") else directory
     cwd.mkdir(parents=True, exist_ok=True)
-    return Prepared(argv=argv, env=env, cwd=cwd, termination_log=termination_log, paths=paths)
+    return Prepared(argv=argv, env=env, cwd=cwd, termination_log=termination_log)
 
 
 _REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -114,8 +112,21 @@ def translate(text: str, paths: list[tuple[str, Path]]) -> str:
     return text
 
 
-def decode_secret(data: Mapping[str, str]) -> dict[str, str]:
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+def secret_data(data: Mapping[str, str] | None) -> dict[str, bytes]:
+    """A Secret's `data` (base64) as bytes."""
+    return {k: base64.b64decode(v) for k, v in (data or {}).items()}
+
+
+def config_map_data(data: Mapping[str, str] | None, binary_data: Mapping[str, str] | None) -> dict[str, bytes]:
+    """A ConfigMap's `data` and `binaryData` (base64) as bytes."""
+    return {**{k: v.encode() for k, v in (data or {}).items()}, **secret_data(binary_data)}
+
+
+def _text(value: bytes, what: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text and cannot be an environment variable") from None
 
 
 def _field_ref(pod: Mapping[str, Any], path: str) -> str:
@@ -153,7 +164,7 @@ def _resolve_env(
             if ref.get("optional"):
                 continue
             raise ConfigError(f'{kind} "{ref["name"]}" not found')
-        out.update({prefix + k: v for k, v in data.items()})
+        out.update({prefix + k: _text(v, f"key {k!r} of {kind} {ref['name']!r}") for k, v in data.items()})
     for item in container.get("env", []):
         if "valueFrom" not in item:
             out[item["name"]] = expand(item.get("value", ""), out)
@@ -178,14 +189,14 @@ def _resolve_env(
                         else f"key {ref['key']!r} not found in {kind} {ref['name']!r}"
                     )
                     raise ConfigError(f"couldn't find {missing}")
-                out[item["name"]] = data[ref["key"]]
+                out[item["name"]] = _text(data[ref["key"]], f"key {ref['key']!r} of {kind} {ref['name']!r}")
                 break
         else:
             raise UnsupportedError(f"env {item['name']!r}: {sorted(value_from)} is not supported")
     return out
 
 
-def _write_items(target: Path, data: Mapping[str, str], items: list[dict[str, Any]] | None, mode: int) -> None:
+def _write_items(target: Path, data: Mapping[str, bytes], items: list[dict[str, Any]] | None, mode: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
     selected = [(i["key"], i["path"], i.get("mode", mode)) for i in items] if items else [(k, k, mode) for k in data]
     for key, rel, file_mode in selected:
@@ -193,7 +204,9 @@ def _write_items(target: Path, data: Mapping[str, str], items: list[dict[str, An
             raise ConfigError(f"key {key!r} not found")
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(data[key])
+        # An earlier attempt may have left it read-only (defaultMode 0400): replace, not rewrite.
+        path.unlink(missing_ok=True)
+        path.write_bytes(data[key])
         path.chmod(file_mode)
 
 

@@ -69,6 +69,18 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> int | None
     return process.returncode
 
 
+def raise_if_exited(name: str, process: subprocess.Popen[bytes] | None, log: Path, *, tail: int = 3000) -> None:
+    """RuntimeError with the end of `log` when `process` has exited: for readiness polls, so that
+    a helper that dies while starting says why instead of ending in a timeout."""
+    if process is None or process.poll() is None:
+        return
+    try:
+        end = log.read_bytes()[-tail:].decode(errors="replace")
+    except OSError:
+        end = f"(no log at {log})"
+    raise RuntimeError(f"{name} exited with {process.returncode}:\n{end}")
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)

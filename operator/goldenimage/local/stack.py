@@ -4,13 +4,10 @@ end-to-end tests and the demo."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from . import processes
 from .aws import CREDENTIALS, Moto
 from .binaries import Binaries
 from .cluster import LocalCluster
-from .controlplane import free_port
+from .controlplane import free_port, http_ok
 
 BIN = Path(sys.executable).parent
 
@@ -44,11 +41,8 @@ class Stack:
         operator_env: dict[str, str] | None = None,
     ) -> Stack:
         cluster = LocalCluster.start(binaries, directory=directory, build=build)
-        try:
-            return cls.attach(cluster, operator_env=operator_env, owns_cluster=True)
-        except BaseException:
-            cluster.stop()
-            raise
+        # On failure, attach stops the cluster it owns.
+        return cls.attach(cluster, operator_env=operator_env, owns_cluster=True)
 
     @classmethod
     def attach(
@@ -61,16 +55,18 @@ class Stack:
         operator_kubeconfig: Path | None = None,
     ) -> Stack:
         """moto and the operator around a running cluster; the operator watches `namespaces`
-        (glob patterns) or all of them."""
+        (glob patterns) or all of them. On failure it stops what it started, and the cluster if
+        it owns it."""
+        try:
+            moto = Moto.start(cluster.plane.directory / "moto")
+        except BaseException:
+            if owns_cluster:
+                cluster.stop()
+            raise
         stack = cls(
-            cluster,
-            Moto(cluster.plane.directory / "moto"),
-            owns_cluster=owns_cluster,
-            namespaces=namespaces,
-            operator_kubeconfig=operator_kubeconfig,
+            cluster, moto, owns_cluster=owns_cluster, namespaces=namespaces, operator_kubeconfig=operator_kubeconfig
         )
         try:
-            stack.moto = Moto.start(cluster.plane.directory / "moto")
             stack.start_operator(operator_env or {})
         except BaseException:
             stack.stop()
@@ -97,7 +93,7 @@ class Stack:
             "GOLDENIMAGE_PACKER_COMMUNICATOR": "none",
             "GOLDENIMAGE_RUNNER_COMMAND": str(BIN / "goldenimage-runner"),
             "GOLDENIMAGE_RUNNER_IMAGE": "local/goldenimage-runner",
-            "GOLDENIMAGE_RUNNER_ENV": json.dumps({k: v for k, v in CREDENTIALS.items()}),
+            "GOLDENIMAGE_RUNNER_ENV": json.dumps(CREDENTIALS),
             "GOLDENIMAGE_RETRY_BASE_SECONDS": "1",
             # Validation checks stay on the loopback network, where moto's instances "are".
             "GOLDENIMAGE_VALIDATION_NETWORKS": "127.0.0.0/8",
@@ -121,15 +117,8 @@ class Stack:
         processes.wait_until(self._operator_ready, timeout=60, interval=0.2, what="the operator to start")
 
     def _operator_ready(self) -> bool:
-        if self.operator is not None and self.operator.poll() is not None:
-            tail = self.operator_log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"the operator exited with {self.operator.returncode}:\n{tail}")
-        with (
-            contextlib.suppress(urllib.error.URLError, OSError),
-            urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response,
-        ):
-            return bool(response.status == 200)
-        return False
+        processes.raise_if_exited("the operator", self.operator, self.operator_log)
+        return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def stop_operator(self) -> None:
         if self.operator is not None:
