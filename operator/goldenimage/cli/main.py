@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import signal
 import sys
 import threading
@@ -52,7 +53,9 @@ def _operator(args: argparse.Namespace) -> int:
     kopf.run(
         standalone=not args.peering,
         peering_name=args.peering,
-        priority=args.priority,
+        # Replicas of one Deployment share their arguments: each draws its own priority, as
+        # peers of equal priority would all pause.
+        priority=args.priority if args.priority is not None else random.SystemRandom().randint(1, 999_999),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,
@@ -63,7 +66,7 @@ def _operator(args: argparse.Namespace) -> int:
 def _operator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
     parser.add_argument("--peering", help="KopfPeering name, for several replicas (default: standalone)")
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument("--priority", type=int, help="peering priority of this replica (default: a random one)")
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--verbose", action="store_true")
 
