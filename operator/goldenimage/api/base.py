@@ -27,13 +27,9 @@ class Rule:
     cel: str
     message: str
     check: Callable[[Any], bool] | None = None
-    field_path: str | None = None
 
     def as_schema(self) -> dict[str, str]:
-        out = {"rule": self.cel, "message": self.message}
-        if self.field_path:
-            out["fieldPath"] = self.field_path
-        return out
+        return {"rule": self.cel, "message": self.message}
 
 
 class Model(BaseModel):

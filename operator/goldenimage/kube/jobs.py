@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..api.durations import parse as parse_duration
-from ..api.goldenimage import GoldenImageSpec, Target
+from ..api.goldenimage import BuildPolicy, GoldenImageSpec, Target, Validation
 from ..api.resources import ImageBuild
 from ..config import Config
 from ..packer import bundle as packer_bundle
@@ -28,8 +28,6 @@ TERMINATION_LOG = "/dev/termination-log"
 RUNNER_UID = 65532
 # Environment variables that may hold credentials: never printed by the runner.
 CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARM_CLIENT_SECRET")
-DEFAULT_BUILD_TIMEOUT = "2h"
-DEFAULT_VALIDATION_TIMEOUT = "20m"
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -154,7 +152,7 @@ def _job_labels(build: ImageBuild, target: Target, attempt: int, role: str) -> d
 
 def build_job(build: ImageBuild, target: Target, attempt: int, config: Config) -> dict[str, Any]:
     recipe = build.spec.recipe
-    timeout = parse_duration(recipe.build.timeout if recipe.build else DEFAULT_BUILD_TIMEOUT)
+    timeout = parse_duration((recipe.build or BuildPolicy()).timeout)
     user_template = recipe.template is not None
     template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
     args = [
@@ -206,7 +204,7 @@ def validation_job(
     build: ImageBuild, target: Target, region: str, artifact: str, attempt: int, config: Config
 ) -> dict[str, Any]:
     recipe, meta = build.spec.recipe, build.metadata
-    timeout = parse_duration(recipe.validation.timeout if recipe.validation else DEFAULT_VALIDATION_TIMEOUT)
+    timeout = parse_duration((recipe.validation or Validation()).timeout)
     instance_tags = {
         tags.BUILD_ID: _build_id(build),
         tags.IMAGE: build.spec.image,

@@ -4,12 +4,12 @@ retention policy leave it alone)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from ..api.goldenimage import GoldenImageSpec
+from .inputs import digest
 
 # The parts of a spec that change what is built.
 IMAGE_FIELDS = frozenset({"targets", "provisioners", "generalize", "template", "tags", "secret_variables"})
@@ -37,4 +37,4 @@ def fingerprint(
         "runner": runner,
     }
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return digest(canonical)

@@ -35,6 +35,18 @@ def script_name(index: int, shell: ShellProvisioner) -> str:
     return f"p{index}-{'inline' if shell.inline is not None else 'script'}.sh"
 
 
+def playbook_name(index: int) -> str:
+    return f"p{index}-playbook.yml"
+
+
+def requirements_name(index: int) -> str:
+    return f"p{index}-requirements.yml"
+
+
+def file_name(index: int) -> str:
+    return f"p{index}-file"
+
+
 def inline_script(lines: Sequence[str]) -> str:
     """Inline commands as the script Packer would have run: /bin/sh -e, one command a line."""
     return "#!/bin/sh -e\n" + "\n".join(lines) + "\n"
@@ -50,11 +62,11 @@ def files(recipe: GoldenImageSpec) -> Iterator[InputFile]:
         elif step.shell is not None and step.shell.script is not None:
             yield InputFile(script_name(index, step.shell), step.shell.script)
         elif step.ansible is not None:
-            yield InputFile(f"p{index}-playbook.yml", step.ansible.playbook)
+            yield InputFile(playbook_name(index), step.ansible.playbook)
             if step.ansible.galaxy_requirements is not None:
-                yield InputFile(f"p{index}-requirements.yml", step.ansible.galaxy_requirements)
+                yield InputFile(requirements_name(index), step.ansible.galaxy_requirements)
         elif step.file is not None:
-            yield InputFile(f"p{index}-file", step.file.source)
+            yield InputFile(file_name(index), step.file.source)
 
 
 def refs(recipe: GoldenImageSpec) -> list[Ref]:

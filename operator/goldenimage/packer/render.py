@@ -15,7 +15,7 @@ from typing import Literal
 
 from ..api.goldenimage import GoldenImageSpec, Provisioner, Target
 from ..kube.names import fit
-from . import inputs, tags
+from . import hcl, inputs, tags
 from .generalize import AZURE as GENERALIZE_AZURE
 from .generalize import LINUX as GENERALIZE_LINUX
 from .generalize import secret_scan
@@ -25,11 +25,9 @@ ATTEMPT = Expr("var.attempt")
 TAGS = Expr("local.resource_tags")
 
 
-class _Template(Expr):
+def _template(text: str) -> Expr:
     """A string with our own `${...}` interpolations (never user text)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(json.dumps(text))
+    return Expr(hcl.template(text))
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def temporary_name(ctx: BuildContext, target: Target, limit: int = 200) -> str:
 
 def artifact_name(ctx: BuildContext) -> Expr:
     """`<build id>-a<attempt>`: unique per attempt, so a retry never collides with a leftover."""
-    return _Template(f"{ctx.build_id}-a${{var.attempt}}")
+    return _template(f"{ctx.build_id}-a${{var.attempt}}")
 
 
 def render_target(
@@ -99,7 +97,7 @@ def render_target(
     blocks = [
         *_variables(recipe, target),
         Block("locals", attributes={"resource_tags": resource_tags(recipe, target, ctx)}),
-        _source(recipe, target, ctx, source, settings),
+        _source(target, ctx, source, settings),
         _build(recipe, target, settings),
     ]
     header = (
@@ -151,15 +149,13 @@ def _variables(recipe: GoldenImageSpec, target: Target) -> list[Block]:
     return blocks
 
 
-def _communicator(target: Target, settings: Settings, username: str) -> dict[str, object]:
+def _communicator(settings: Settings, username: str) -> dict[str, object]:
     if settings.communicator == "none":
         return {"communicator": "none"}
     return {"communicator": "ssh", "ssh_username": username, "ssh_timeout": "20m"}
 
 
-def _source(
-    recipe: GoldenImageSpec, target: Target, ctx: BuildContext, source: str | None, settings: Settings
-) -> Block:
+def _source(target: Target, ctx: BuildContext, source: str | None, settings: Settings) -> Block:
     labels = (source_type(target), target.name)
     description = f"{ctx.image} version {ctx.version} (build {ctx.build_id})"
     if target.aws is not None:
@@ -194,8 +190,8 @@ def _source(
             attrs["encrypt_boot"] = aws.encryption.encrypted
             attrs["kms_key_id"] = aws.encryption.kms_key_id
         attrs |= {"tags": TAGS, "snapshot_tags": TAGS, "run_tags": TAGS, "run_volume_tags": TAGS}
-        attrs["temporary_key_pair_name"] = _Template(f"{temporary_name(ctx, target)}-a${{var.attempt}}")
-        attrs |= _communicator(target, settings, aws.ssh_username)
+        attrs["temporary_key_pair_name"] = _template(f"{temporary_name(ctx, target)}-a${{var.attempt}}")
+        attrs |= _communicator(settings, aws.ssh_username)
         block = Block("source", labels, attrs)
         if amis.attributes:
             block.add(amis)
@@ -219,9 +215,9 @@ def _source(
             "network": gcp.network,
             "subnetwork": gcp.subnetwork,
             "disk_size": gcp.disk_size_gb,
-            "instance_name": _Template(f"{temporary_name(ctx, target, limit=56)}-a${{var.attempt}}"),
+            "instance_name": _template(f"{temporary_name(ctx, target, limit=56)}-a${{var.attempt}}"),
         }
-        attrs |= _communicator(target, settings, gcp.ssh_username)
+        attrs |= _communicator(settings, gcp.ssh_username)
         return Block("source", labels, attrs)
     assert target.azure is not None
     az = target.azure
@@ -248,7 +244,7 @@ def _source(
         "managed_image_name": artifact_name(ctx),
         "managed_image_resource_group_name": az.resource_group,
         "azure_tags": TAGS,
-        **_communicator(target, settings, az.ssh_username),
+        **_communicator(settings, az.ssh_username),
     }
     block = Block("source", labels, attrs)
     if az.source.gallery_image_version_id is not None:
@@ -262,7 +258,7 @@ def _source(
                 "gallery_name": gallery.name,
                 "image_name": gallery.image_definition,
                 # Gallery versions are Major.Minor.Patch: the image version, then the attempt.
-                "image_version": _Template(f"{ctx.version}.0.${{var.attempt}}"),
+                "image_version": _template(f"{ctx.version}.0.${{var.attempt}}"),
                 "replication_regions": [az.location, *gallery.replication_regions],
             },
         )
@@ -285,48 +281,41 @@ def gallery_image_version(resource_id: str) -> dict[str, object]:
 
 def _build(recipe: GoldenImageSpec, target: Target, settings: Settings) -> Block:
     build = Block("build", attributes={"name": target.name, "sources": [f"source.{source_ref(target)}"]})
-    skip = [source_ref(target)] if settings.communicator == "none" else None
-    for index, step in enumerate(recipe.provisioners):
-        for block in _provisioner(index, step, recipe):
-            block.attributes = {"except": skip, **block.attributes} if skip else block.attributes
-            build.add(block)
+    steps = [block for index, step in enumerate(recipe.provisioners) for block in _provisioner(index, step)]
     if recipe.secret_variables:
-        scan = Block(
-            "provisioner",
-            ("shell",),
-            {
-                "inline": secret_scan([s.name for s in recipe.secret_variables]),
-                "environment_vars": [
-                    _Template(f"GOLDENIMAGE_SECRET_{i}=${{var.{s.name}}}")
-                    for i, s in enumerate(recipe.secret_variables)
-                ],
-                "execute_command": "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'",
-            },
-            comment="Fails the build if a secret variable's value was written into the image.",
+        steps.append(
+            Block(
+                "provisioner",
+                ("shell",),
+                {
+                    "inline": secret_scan([s.name for s in recipe.secret_variables]),
+                    "environment_vars": [
+                        _template(f"GOLDENIMAGE_SECRET_{i}=${{var.{s.name}}}")
+                        for i, s in enumerate(recipe.secret_variables)
+                    ],
+                    "execute_command": "chmod +x {{ .Path }}; {{ .Vars }} sudo -E sh '{{ .Path }}'",
+                },
+                comment="Fails the build if a secret variable's value was written into the image.",
+            )
         )
-        build.add(scan)
-        if skip:
-            scan.attributes = {"except": skip, **scan.attributes}
     if recipe.generalize:
-        generalize = Block(
-            "provisioner",
-            ("shell",),
-            {
-                "inline": [*GENERALIZE_LINUX, *(GENERALIZE_AZURE if target.azure is not None else ())],
-                "execute_command": "chmod +x {{ .Path }}; sudo sh '{{ .Path }}'",
-            },
-            comment="Generalize: no machine identity, host keys, authorized keys or shell history in the image.",
+        steps.append(
+            Block(
+                "provisioner",
+                ("shell",),
+                {
+                    "inline": [*GENERALIZE_LINUX, *(GENERALIZE_AZURE if target.azure is not None else ())],
+                    "execute_command": "chmod +x {{ .Path }}; sudo sh '{{ .Path }}'",
+                },
+                comment="Generalize: no machine identity, host keys, authorized keys or shell history in the image.",
+            )
         )
-        if skip:
-            generalize.attributes = {"except": skip, **generalize.attributes}
-        build.add(generalize)
-    build.add(
-        Block(
-            "post-processor",
-            ("manifest",),
-            {"output": Expr("var.manifest_path"), "strip_path": True},
-        )
-    )
+    for step in steps:
+        if settings.communicator == "none":
+            # Nothing to connect to: the provisioners are rendered and validated, not run.
+            step.attributes = {"except": [source_ref(target)], **step.attributes}
+        build.add(step)
+    build.add(Block("post-processor", ("manifest",), {"output": Expr("var.manifest_path"), "strip_path": True}))
     return build
 
 
@@ -334,22 +323,22 @@ def _inputs_path(name: str) -> str:
     return "${var.inputs_dir}/" + name
 
 
-def _provisioner(index: int, step: Provisioner, recipe: GoldenImageSpec) -> list[Block]:
+def _provisioner(index: int, step: Provisioner) -> list[Block]:
     if step.shell is not None:
         shell = step.shell
         attrs: dict[str, object] = {}
         # Inline commands too run from a file: Packer would read `{{ }}` in inline text as its own
         # template syntax, and nothing a user writes may be interpreted.
-        attrs["script"] = _Template(_inputs_path(inputs.script_name(index, shell)))
+        attrs["script"] = _template(_inputs_path(inputs.script_name(index, shell)))
         env = [f"{k}={v}" for k, v in shell.env.items()]
-        env_exprs: list[object] = [_Template(f"{name}=${{var.{var}}}") for name, var in shell.secret_env.items()]
+        env_exprs: list[object] = [_template(f"{name}=${{var.{var}}}") for name, var in shell.secret_env.items()]
         if env or env_exprs:
             attrs["environment_vars"] = [*env, *env_exprs]
         return [Block("provisioner", ("shell",), attrs)]
     if step.ansible is not None:
         ansible = step.ansible
         attrs = {
-            "playbook_file": _Template(_inputs_path(f"p{index}-playbook.yml")),
+            "playbook_file": _template(_inputs_path(inputs.playbook_name(index))),
             "ansible_env_vars": [
                 "ANSIBLE_HOST_KEY_CHECKING=False",
                 "ANSIBLE_NOCOLOR=True",
@@ -360,7 +349,7 @@ def _provisioner(index: int, step: Provisioner, recipe: GoldenImageSpec) -> list
         if ansible.extra_vars:
             attrs["extra_arguments"] = ["--extra-vars", json.dumps(dict(ansible.extra_vars), sort_keys=True)]
         if ansible.galaxy_requirements is not None:
-            attrs["galaxy_file"] = _Template(_inputs_path(f"p{index}-requirements.yml"))
+            attrs["galaxy_file"] = _template(_inputs_path(inputs.requirements_name(index)))
         return [Block("provisioner", ("ansible",), attrs)]
     assert step.file is not None
     staged = f"/tmp/goldenimage-p{index}"
@@ -368,7 +357,7 @@ def _provisioner(index: int, step: Provisioner, recipe: GoldenImageSpec) -> list
         Block(
             "provisioner",
             ("file",),
-            {"source": _Template(_inputs_path(f"p{index}-file")), "destination": staged},
+            {"source": _template(_inputs_path(inputs.file_name(index))), "destination": staged},
         ),
         Block(
             "provisioner",

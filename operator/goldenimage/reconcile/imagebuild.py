@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..api.conditions import Condition, is_true, set_condition
-from ..api.goldenimage import Target
+from ..api.goldenimage import BuildPolicy, Target
 from ..api.imagebuild import Artifact, CheckResult, ImageBuildStatus, TargetStatus, ValidationResult
 from ..api.resources import ImageBuild
 from ..kube import names
@@ -241,7 +241,7 @@ class _Planner:
         finished = finished_at or self.now
         self.actions.append(SweepAttempt(target.name, status.attempt))
         recipe = self.build.spec.recipe
-        max_attempts = recipe.build.max_attempts if recipe.build else 3
+        max_attempts = (recipe.build or BuildPolicy()).max_attempts
         attempt = status.attempt
         if error_class == "Permanent" or attempt >= max_attempts:
             why = "" if error_class == "Permanent" else f" (attempt {attempt} of {max_attempts})"
