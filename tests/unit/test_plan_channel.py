@@ -389,6 +389,13 @@ def test_a_concurrent_pin_wins_over_the_policy_in_the_replan() -> None:
 
 def test_rollback_target_is_the_newest_usable_earlier_entry() -> None:
     status = ImageChannelStatus(current=entry(3), history=[entry(3), entry(2), entry(1)])
-    found = rollback_target(status, usable=[1, 3])
+    asked: list[int] = []
+
+    def usable(version: int) -> bool:
+        asked.append(version)
+        return version in (1, 3)
+
+    found = rollback_target(status, usable=usable)
     assert found is not None and found.version == 1
-    assert rollback_target(ImageChannelStatus(current=entry(1), history=[entry(1)]), usable=[1]) is None
+    assert asked == [2, 1]  # newest first, never the current version, nothing after the answer
+    assert rollback_target(ImageChannelStatus(current=entry(1), history=[entry(1)]), usable=lambda v: v == 1) is None

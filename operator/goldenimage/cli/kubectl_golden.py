@@ -184,9 +184,7 @@ def rollback(golden: Golden, args: argparse.Namespace) -> str:
     state = ImageChannelStatus.model_validate(body.get("status") or {})
     if state.current is None:
         raise CommandError(f"{args.channel} points at no version: nothing to roll back from")
-    candidates = {e.version for e in state.history if e.version != state.current.version}
-    usable = [v for v in candidates if golden.why_unusable(image, v) is None]
-    target = rollback_target(state, usable)
+    target = rollback_target(state, lambda version: golden.why_unusable(image, version) is None)
     if target is None:
         raise CommandError(f"{args.channel} has no earlier usable version in its history to roll back to")
     why = f"roll back from version {state.current.version} to version {target.version}"
@@ -211,7 +209,7 @@ def revoke(golden: Golden, args: argparse.Namespace) -> str:
 def rebuild(golden: Golden, args: argparse.Namespace) -> str:
     if golden.get("goldenimages", args.image) is None:
         raise CommandError(f"goldenimage {args.image!r} not found in namespace {golden.namespace}")
-    token = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")  # two requests, two tokens
     patch = {"metadata": {"annotations": {labels.REBUILD: token}}}
     if args.dry_run:
         return f"kubectl annotate goldenimage {args.image} -n {golden.namespace} --overwrite {labels.REBUILD}={token}"
@@ -231,28 +229,28 @@ def parser() -> argparse.ArgumentParser:
     default to SUPPRESS, so an absent flag leaves alone what the top level parsed (or its None)."""
     main = _connection_flags(argparse.ArgumentParser(prog="kubectl golden", description=__doc__.splitlines()[0]), None)
     common = _connection_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    changes = argparse.ArgumentParser(add_help=False)
+    changes.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     sub = main.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("status", help="images, builds and channels at a glance", parents=[common]).set_defaults(run=status)
     p = sub.add_parser("history", help="a channel's current entry and history", parents=[common])
     p.add_argument("channel")
     p.set_defaults(run=history)
-    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)", parents=[common])
+    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)", parents=[common, changes])
     p.add_argument("channel")
     p.add_argument("--version", type=int, required=True)
-    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=promote)
-    p = sub.add_parser("rollback", help="point a channel back at its previous usable version", parents=[common])
+    p = sub.add_parser(
+        "rollback", help="point a channel back at its previous usable version", parents=[common, changes]
+    )
     p.add_argument("channel")
-    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=rollback)
-    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it", parents=[common])
+    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it", parents=[common, changes])
     p.add_argument("build")
     p.add_argument("--reason", required=True)
-    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=revoke)
-    p = sub.add_parser("rebuild", help="ask for a new version of an image", parents=[common])
+    p = sub.add_parser("rebuild", help="ask for a new version of an image", parents=[common, changes])
     p.add_argument("image")
-    p.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
     p.set_defaults(run=rebuild)
     return main
 

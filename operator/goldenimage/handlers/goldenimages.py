@@ -15,13 +15,13 @@ from ..api.errors import summary
 from ..api.resources import GoldenImage, ImageBuild
 from ..clouds.base import SourceNotFoundError
 from ..kube import jobs, labels
-from ..kube.client import CONFIGMAPS, GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
+from ..kube.client import GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
 from ..reconcile import goldenimage as planner
 from ..reconcile import imagebuild as build_planner
 from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
-from . import imagechannels, invalid
+from . import imagechannels, inputs, invalid
 from .context import GOLDENIMAGE, Operator, current, log
 from .credentials import CredentialsUnavailableError, adapter
 
@@ -93,15 +93,9 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     for channel in await op.kube.list(IMAGECHANNELS, namespace):
         referenced |= imagechannels.references(channel, name)
 
-    digests: dict[str, str] = {}
-    missing: list[str] = []
-    for ref in packer_inputs.refs(spec):
-        config_map = await op.kube.get(CONFIGMAPS, namespace, ref.config_map)
-        data = (config_map or {}).get("data") or {}
-        if ref.key in data:
-            digests[str(ref)] = packer_inputs.digest(data[ref.key])
-        else:
-            missing.append(str(ref))
+    contents = await inputs.read(op, namespace, spec)
+    digests = {ref: packer_inputs.digest(text) for ref, text in contents.items()}
+    missing = [str(ref) for ref in packer_inputs.refs(spec) if str(ref) not in contents]
 
     sources: dict[str, str] = {}
     errors: dict[str, str] = {}

@@ -18,7 +18,6 @@ from ..api.resources import ImageBuild
 from ..clouds.base import CloudError, ForeignArtifactError
 from ..kube import jobs, labels, names, results
 from ..kube.client import CONFIGMAPS, IMAGEBUILDS, IMAGECHANNELS, JOBS, PODS, SECRETS, SERVICEACCOUNTS
-from ..packer import inputs as packer_inputs
 from ..packer.render import Settings
 from ..reconcile import imagebuild as planner
 from ..reconcile.actions import (
@@ -30,7 +29,7 @@ from ..reconcile.actions import (
     Emit,
     SweepAttempt,
 )
-from . import imagechannels, invalid
+from . import imagechannels, inputs, invalid
 from .context import GOLDENIMAGE, IMAGEBUILD, Operator, current, log
 from .credentials import adapter
 
@@ -143,7 +142,7 @@ async def _gather(op: Operator, build: ImageBuild) -> planner.BuildObservation:
 
     contents: dict[str, str] | None = None
     if config_map is None:
-        contents = await _read_refs(op, namespace, [str(r) for r in packer_inputs.refs(build.spec.recipe)])
+        contents = await inputs.read(op, namespace, build.spec.recipe)
     missing = await _missing_secrets(op, build)
     return planner.BuildObservation(
         now=datetime.now(UTC),
@@ -153,20 +152,6 @@ async def _gather(op: Operator, build: ImageBuild) -> planner.BuildObservation:
         missing_service_accounts=await _missing_service_accounts(op, build),
         jobs=outcomes,
     )
-
-
-async def _read_refs(op: Operator, namespace: str, refs: list[str]) -> dict[str, str]:
-    """The ConfigMap keys ("name/key") that exist, with their content."""
-    out: dict[str, str] = {}
-    config_maps: dict[str, dict[str, Any] | None] = {}
-    for ref in refs:
-        cm_name, _, cm_key = ref.partition("/")
-        if cm_name not in config_maps:
-            config_maps[cm_name] = await op.kube.get(CONFIGMAPS, namespace, cm_name)
-        found = config_maps[cm_name]
-        if found is not None and cm_key in (found.get("data") or {}):
-            out[ref] = found["data"][cm_key]
-    return out
 
 
 async def _missing_service_accounts(op: Operator, build: ImageBuild) -> list[str]:

@@ -8,7 +8,7 @@ whose artifacts are missing. When nothing usable is left it points nowhere and s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -252,8 +252,8 @@ def plan(channel: ImageChannel, observed: ChannelObservation) -> ChannelPlan:
     return _Planner(channel, observed).plan()
 
 
-def rollback_target(status: ImageChannelStatus, usable: Sequence[int]) -> ChannelEntry | None:
+def rollback_target(status: ImageChannelStatus, usable: Callable[[int], bool]) -> ChannelEntry | None:
     """The entry `kubectl golden rollback` returns to: the newest history entry of another
-    version that is still usable."""
+    version that is still usable (asked of the newest first, and only until one is)."""
     current = status.current.version if status.current is not None else None
-    return next((e for e in status.history if e.version != current and e.version in usable), None)
+    return next((e for e in status.history if e.version != current and usable(e.version)), None)
