@@ -3,6 +3,7 @@ retention policy."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -446,13 +447,20 @@ class BuildPolicy(Model):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(3, description="Attempts per target before it fails.")
 
 
+_WHOLE_DAYS = r"(^|[smh])0*[1-9][0-9]*d"
+
+
 class RebuildPolicy(Model):
     rules = (
+        # CEL's duration() knows no days: a day count of at least one is enough, and a value
+        # without days is compared as a duration. Python checks exactly the same.
         Rule(
-            "!has(self.maxAge) || self.maxAge.matches(r'[1-9][0-9]*d') || "
+            f"!has(self.maxAge) || self.maxAge.matches(r'{_WHOLE_DAYS}') || "
             "(!self.maxAge.contains('d') && duration(self.maxAge) >= duration('1h'))",
-            "rebuild.maxAge must be at least 1h",
-            lambda m: m.max_age is None or durations.parse(m.max_age) >= timedelta(hours=1),
+            "rebuild.maxAge must be at least 1h (and a day count, if any, at least 1d)",
+            lambda m: m.max_age is None
+            or re.search(_WHOLE_DAYS, m.max_age) is not None
+            or ("d" not in m.max_age and durations.parse(m.max_age) >= timedelta(hours=1)),
         ),
     )
 
