@@ -58,7 +58,7 @@ class Model(BaseModel):
         schema: dict[str, Any] = handler(core)
         if cls.rules:
             target = handler.resolve_ref_schema(schema)
-            target[CEL_KEY] = [r.as_schema() for r in cls.rules]
+            target[CEL_KEY] = [*target.get(CEL_KEY, []), *(r.as_schema() for r in cls.rules)]
         return schema
 
     def wire(self) -> dict[str, Any]:
@@ -145,7 +145,7 @@ class Format:
 
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> JsonSchemaValue:
         out: dict[str, Any] = handler(schema)
-        out[CEL_KEY] = [{"rule": f"self.matches(r'{self.regex}')", "message": self.message}]
+        out[CEL_KEY] = [*out.get(CEL_KEY, []), {"rule": f"self.matches(r'{self.regex}')", "message": self.message}]
         return out
 
 

@@ -81,10 +81,11 @@ def files() -> dict[str, str]:
     return {f"{GROUP}_{r.definition.plural}.yaml": render(r.definition) for r in RESOURCES}
 
 
-def check(output: Path) -> list[str]:
-    """Differences between the generated CRDs and the files in `output`, as unified diffs."""
+def check(output: Path, wanted: dict[str, str] | None = None) -> list[str]:
+    """Differences between the generated CRDs (`wanted`, else generated now) and the files in
+    `output`, as unified diffs."""
+    wanted = files() if wanted is None else wanted
     problems = []
-    wanted = files()
     for name, content in wanted.items():
         path = output / name
         current = path.read_text() if path.exists() else ""
@@ -102,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, action="append", help="directory of the CRD files (repeatable)")
     args = parser.parse_args(argv)
     outputs: list[Path] = args.output or list(paths.CRD_DIRECTORIES)
+    generated = files()
     if args.check:
-        problems = [p for output in outputs for p in check(output)]
+        problems = [p for output in outputs for p in check(output, generated)]
         for problem in problems:
             print(problem, file=sys.stderr)
         if problems:
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for output in outputs:
         output.mkdir(parents=True, exist_ok=True)
-        for name, content in files().items():
+        for name, content in generated.items():
             (output / name).write_text(content)
             print(f"wrote {output / name}")
     return 0
