@@ -458,9 +458,11 @@ class RebuildPolicy(Model):
             f"!has(self.maxAge) || self.maxAge.matches(r'{_WHOLE_DAYS}') || "
             "(!self.maxAge.contains('d') && duration(self.maxAge) >= duration('1h'))",
             "rebuild.maxAge must be at least 1h (and a day count, if any, at least 1d)",
-            lambda m: m.max_age is None
-            or re.search(_WHOLE_DAYS, m.max_age) is not None
-            or ("d" not in m.max_age and durations.parse(m.max_age) >= timedelta(hours=1)),
+            lambda m: (
+                m.max_age is None
+                or re.search(_WHOLE_DAYS, m.max_age) is not None
+                or ("d" not in m.max_age and durations.parse(m.max_age) >= timedelta(hours=1))
+            ),
         ),
     )
 
