@@ -3,12 +3,11 @@ with a real Packer, AWS in moto. The operator watches the namespaces named e2e-*
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
 
-import boto3
 import pytest
 
+from goldenimage.clouds.aws import Aws
 from goldenimage.local.aws import CREDENTIALS
 from goldenimage.local.instances import InstanceAgent, Services, prepare_validation
 from goldenimage.local.stack import Stack
@@ -17,6 +16,16 @@ from support.cluster import Cluster
 from support.namespaces import make_namespace
 
 pytestmark = pytest.mark.e2e
+
+# Each test's reports (setup, call, teardown) so far, for its fixtures' teardown to read.
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -52,22 +61,12 @@ def instances(stack: Stack) -> Iterator[InstanceAgent]:
 def ns(stack: Stack, cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     name = make_namespace(cluster, request, "e2e")
     yield name
-    if request.session.testsfailed:
+    if any(report.failed for report in request.node.stash.get(REPORTS, {}).values()):
         print(f"\n--- operator log (tail) ---\n{stack.operator_log.read_text(errors='replace')[-6000:]}")
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.fixture
-def ec2(stack: Stack) -> Callable[[str], Any]:
-    """An EC2 client to moto for a region."""
-
-    def client(region: str) -> Any:
-        return boto3.client(
-            "ec2",
-            region_name=region,
-            endpoint_url=stack.moto.endpoint,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-
-    return client
+@pytest.fixture(scope="session")
+def aws(stack: Stack) -> Aws:
+    """The operator's AWS adapter pointed at moto; it keeps one client per service and region."""
+    return Aws(endpoint_url=stack.moto.endpoint, credentials=CREDENTIALS)

@@ -6,49 +6,47 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from goldenimage import paths
+from goldenimage.clouds.aws import Aws
 from goldenimage.kube import names
 from goldenimage.local.aws import CREDENTIALS, NEWEST_RHEL9
 from goldenimage.local.stack import Stack
 from goldenimage.packer import tags
 from support import examples, polling, procs
-from support.cluster import Cluster
+from support.cluster import Cluster, condition_of
+from support.ec2 import running_instances
+from support.manifests import golden_image
 
 pytestmark = pytest.mark.e2e
 
-EC2 = Callable[[str], Any]
 
-
-def settled(cluster: Cluster, ns: str, kind: str, name: str, condition: str = "Ready") -> dict[str, Any] | None:
-    """The object once `condition` has settled: True, or False for a reason other than work in
-    progress."""
-    found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
-    if found.returncode != 0:
-        return None
-    obj: dict[str, Any] = json.loads(found.stdout)
-    for c in obj.get("status", {}).get("conditions", []):
-        if c["type"] == condition and (c["status"] == "True" or c["reason"] not in ("Building", "Validating")):
-            return obj
+def settled(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
+    """The ImageBuild once its Built condition is final: True, or False with BuildFailed (not
+    while it builds, nor while something it needs is missing)."""
+    build: dict[str, Any] | None = cluster.get_or_none("imagebuild", name, ns)
+    built = condition_of(build, "Built")
+    if built and (built["status"] == "True" or built["reason"] == "BuildFailed"):
+        return build
     return None
 
 
 def wait_built(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: settled(cluster, ns, "imagebuild", name, "Built"), timeout=timeout, what=name)
-    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Built"]
-    assert condition["status"] == "True", f"{name} did not build: {condition}"
+    build = polling.until(lambda: settled(cluster, ns, name), timeout=timeout, what=f"{name} to build or fail")
+    condition = condition_of(build, "Built")
+    assert condition and condition["status"] == "True", f"{name} did not build: {condition}"
     return build
 
 
 def wait_failed(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: settled(cluster, ns, "imagebuild", name, "Built"), timeout=timeout, what=name)
-    (condition,) = [c for c in build["status"]["conditions"] if c["type"] == "Built"]
-    assert (condition["status"], condition["reason"]) == ("False", "BuildFailed"), condition
+    build = polling.until(lambda: settled(cluster, ns, name), timeout=timeout, what=f"{name} to build or fail")
+    condition = condition_of(build, "Built")
+    assert condition and (condition["status"], condition["reason"]) == ("False", "BuildFailed"), condition
     return build
 
 
@@ -56,21 +54,12 @@ def build_id(build: dict[str, Any]) -> str:
     return names.build_id(build["metadata"]["name"], build["metadata"]["uid"])
 
 
-def image(name: str, *, target: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "goldenimage.io/v1alpha1",
-        "kind": "GoldenImage",
-        "metadata": {"name": name},
-        "spec": {"targets": [{"name": "aws", "aws": target}], **spec},
-    }
-
-
 def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
-    stack: Stack, cluster: Cluster, ns: str, ec2: EC2, tmp_path: Path
+    stack: Stack, cluster: Cluster, ns: str, aws: Aws, tmp_path: Path
 ) -> None:
     cluster.kubectl("create", "serviceaccount", "packer-aws", "-n", ns)
     for path in ("web-baseline-playbook.yaml", "aws-web-base.yaml"):
-        cluster.kubectl("apply", "-n", ns, "-f", str(examples.DIRECTORY / path))
+        cluster.kubectl("apply", "-n", ns, "-f", str(paths.EXAMPLES / path))
     build = wait_built(cluster, ns, "web-base-1")
     assert build["spec"]["reason"] == "Initial"
     assert build["spec"]["sources"] == {"aws-eu": "ami-0a1b2c3d4e5f60718"}  # the newest RHEL 9 in moto
@@ -79,7 +68,7 @@ def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
     artifacts = {a["region"]: a["id"] for a in target["artifacts"]}
     assert set(artifacts) == {"eu-west-1", "us-east-1"}
     for region, ami in artifacts.items():
-        (found,) = ec2(region).describe_images(ImageIds=[ami])["Images"]
+        (found,) = aws.ec2(region).describe_images(ImageIds=[ami])["Images"]
         found_tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
         assert found_tags[tags.BUILD_ID] == build_id(build)
         assert found_tags["Role"] == "web"
@@ -102,7 +91,7 @@ def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
     assert image_status["latestVersion"] == 1 and image_status["latestBuild"] == "web-base-1"
 
     # Editing the spec yields version 2; applying the edited manifest again yields nothing new.
-    documents = examples.documents(examples.DIRECTORY / "aws-web-base.yaml")
+    documents = examples.documents(paths.EXAMPLES / "aws-web-base.yaml")
     documents[0]["spec"]["tags"]["Release"] = "2"
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump_all(documents))
@@ -134,7 +123,7 @@ def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
 
 
 def test_a_packer_failure_is_retried_then_reported(stack: Stack, cluster: Cluster, ns: str) -> None:
-    missing = image(
+    missing = golden_image(
         "missing-ami",
         target={"region": "eu-west-1", "source": {"amiId": "ami-00000000"}},
         build={"maxAttempts": 2},
@@ -155,29 +144,18 @@ def test_a_packer_failure_is_retried_then_reported(stack: Stack, cluster: Cluste
     polling.until(lambda: {"RetryScheduled", "TargetFailed"} <= reasons(), what="the retry and failure events")
 
 
-def _ready_condition(cluster: Cluster, ns: str, kind: str, name: str) -> dict[str, Any] | None:
-    found = cluster.kubectl("get", kind, name, "-n", ns, "-o", "json", check=False)
-    conditions = json.loads(found.stdout).get("status", {}).get("conditions", []) if found.returncode == 0 else []
-    return next((c for c in conditions if c["type"] == "Ready"), None)
-
-
-def _ready_reason(cluster: Cluster, ns: str, kind: str, name: str) -> str | None:
-    condition = _ready_condition(cluster, ns, kind, name)
-    return str(condition["reason"]) if condition else None
-
-
 def _wait_ready_reason(cluster: Cluster, ns: str, kind: str, name: str, reason: str) -> str:
     """The message of the object's Ready condition once its reason is `reason`."""
 
     def message() -> str | None:
-        condition = _ready_condition(cluster, ns, kind, name)
+        condition = condition_of(cluster.get_or_none(kind, name, ns), "Ready")
         return str(condition["message"]) if condition and condition["reason"] == reason else None
 
     return polling.until(message, what=f"{kind} {name} to be Ready=False with reason {reason}")
 
 
 def test_a_missing_service_account_holds_the_build_until_it_exists(stack: Stack, cluster: Cluster, ns: str) -> None:
-    waiting = image(
+    waiting = golden_image(
         "waiting",
         target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
         credentials={"aws": {"serviceAccountName": "packer-late"}},
@@ -187,20 +165,12 @@ def test_a_missing_service_account_holds_the_build_until_it_exists(stack: Stack,
     assert "packer-late" in message
     assert cluster.get("jobs", "-n", ns)["items"] == []
     cluster.kubectl("create", "serviceaccount", "packer-late", "-n", ns)
-    polling.until(
-        lambda: (
-            settled(cluster, ns, "imagebuild", "waiting-1", "Built") is not None
-            and _ready_reason(cluster, ns, "imagebuild", "waiting-1") != "MissingServiceAccount"
-        ),
-        timeout=60,
-        what="the build to notice its ServiceAccount",
-    )
     build = wait_built(cluster, ns, "waiting-1")
     assert build["status"]["targets"][0]["artifacts"]
 
 
 def test_a_missing_credentials_secret_holds_the_image_until_it_exists(stack: Stack, cluster: Cluster, ns: str) -> None:
-    keyed = image(
+    keyed = golden_image(
         "keyed",
         target={
             "region": "eu-west-1",
@@ -224,7 +194,7 @@ def test_an_invalid_template_fails_once_permanently_with_packers_message(
     template = 'source "null" "x" {\n  communicator = "none"\n  bogus_key    = 1\n}\n'
     template += 'build {\n  sources = ["source.null.x"]\n}\n'
     cluster.kubectl("create", "configmap", "broken", "-n", ns, f"--from-literal=main.pkr.hcl={template}")
-    broken = image(
+    broken = golden_image(
         "broken",
         target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
         template={"configMapRef": {"name": "broken", "key": "main.pkr.hcl"}},
@@ -275,23 +245,15 @@ build {
 """
 
 
-def _running_instances(ec2: EC2, identity: str) -> list[str]:
-    reservations = ec2("eu-west-1").describe_instances(
-        Filters=[{"Name": f"tag:{tags.BUILD_ID}", "Values": [identity]}]
-    )["Reservations"]
-    return [
-        i["InstanceId"]
-        for r in reservations
-        for i in r["Instances"]
-        if i["State"]["Name"] not in ("terminated", "shutting-down")
-    ]
+def _builder_instances(aws: Aws, identity: str) -> list[str]:
+    return running_instances(aws, ["eu-west-1"], {tags.BUILD_ID: identity})
 
 
-def _start_hanging_build(cluster: Cluster, ns: str, ec2: EC2, name: str) -> tuple[dict[str, Any], set[str]]:
-    groups_before = {g["GroupId"] for g in ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
+def _start_hanging_build(cluster: Cluster, ns: str, aws: Aws, name: str) -> tuple[dict[str, Any], set[str]]:
+    groups_before = {g["GroupId"] for g in aws.ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
     cluster.kubectl("create", "configmap", "hang", "-n", ns, f"--from-literal=main.pkr.hcl={HANGING}")
     cluster.apply(
-        image(
+        golden_image(
             name,
             target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
             template={"configMapRef": {"name": "hang", "key": "main.pkr.hcl"}},
@@ -299,65 +261,61 @@ def _start_hanging_build(cluster: Cluster, ns: str, ec2: EC2, name: str) -> tupl
         ),
         ns,
     )
-    build = polling.until(lambda: ready_or_none(cluster, ns, f"{name}-1"), what="the ImageBuild")
-    polling.until(lambda: _running_instances(ec2, build_id(build)), timeout=90, what="Packer's builder instance")
+    build = polling.until(lambda: cluster.get_or_none("imagebuild", f"{name}-1", ns), what="the ImageBuild")
+    polling.until(lambda: _builder_instances(aws, build_id(build)), timeout=90, what="Packer's builder instance")
     return build, groups_before
 
 
-def ready_or_none(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
-    found = cluster.kubectl("get", "imagebuild", name, "-n", ns, "-o", "json", check=False)
-    return json.loads(found.stdout) if found.returncode == 0 else None
-
-
-def _nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> str | None:
-    """What the build left in the cloud, or None."""
-    if instances := _running_instances(ec2, identity):
-        return f"instances left behind: {instances}"
-    pairs = [k["KeyName"] for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"]]
+def _nothing_left(aws: Aws, identity: str, groups_before: set[str]) -> bool:
+    """True when the build left nothing in the cloud; an AssertionError saying what it left
+    otherwise (polling.until reports the last one when it times out)."""
+    if instances := _builder_instances(aws, identity):
+        raise AssertionError(f"instances left behind: {instances}")
+    pairs = [k["KeyName"] for k in aws.ec2("eu-west-1").describe_key_pairs()["KeyPairs"]]
     if left := [p for p in pairs if identity in p]:
-        return f"key pairs left behind: {left}"
-    groups = {g["GroupId"] for g in ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
+        raise AssertionError(f"key pairs left behind: {left}")
+    groups = {g["GroupId"] for g in aws.ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
     if groups - groups_before:
-        return f"security groups left behind: {groups - groups_before}"
-    return None
-
-
-def _assert_nothing_left(ec2: EC2, identity: str, groups_before: set[str]) -> None:
-    left = _nothing_left(ec2, identity, groups_before)
-    assert left is None, left
+        raise AssertionError(f"security groups left behind: {groups - groups_before}")
+    return True
 
 
 def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
-    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+    stack: Stack, cluster: Cluster, ns: str, aws: Aws
 ) -> None:
-    build, groups_before = _start_hanging_build(cluster, ns, ec2, "hang")
+    build, groups_before = _start_hanging_build(cluster, ns, aws, "hang")
     identity = build_id(build)
-    assert [p for p in (k["KeyName"] for k in ec2("eu-west-1").describe_key_pairs()["KeyPairs"]) if identity in p]
+    assert [p for p in (k["KeyName"] for k in aws.ec2("eu-west-1").describe_key_pairs()["KeyPairs"]) if identity in p]
     (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=hang-1")["items"]
     cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", ns, "--wait=false")
     failed = wait_failed(cluster, ns, "hang-1")
     # The Pod went with its termination message; the Job says what happened.
     assert "the build Pod is gone" in failed["status"]["targets"][0]["message"]
-    _assert_nothing_left(ec2, identity, groups_before)
+    assert _nothing_left(aws, identity, groups_before)
 
 
 def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
-    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+    stack: Stack, cluster: Cluster, ns: str, aws: Aws
 ) -> None:
-    build, groups_before = _start_hanging_build(cluster, ns, ec2, "doomed")
+    build, groups_before = _start_hanging_build(cluster, ns, aws, "doomed")
     identity = build_id(build)
     cluster.kubectl("delete", "goldenimage", "doomed", "-n", ns, "--wait=false")
     polling.until(
-        lambda: ready_or_none(cluster, ns, "doomed-1") is None, timeout=120, what="the ImageBuild to be deleted"
+        lambda: cluster.get_or_none("imagebuild", "doomed-1", ns) is None,
+        timeout=120,
+        what="the ImageBuild to be deleted",
     )
-    assert cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=doomed-1")["items"] == []
-    _assert_nothing_left(ec2, identity, groups_before)
+    polling.until(
+        lambda: cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=doomed-1")["items"] == [],
+        what="the build's Pod to be deleted",
+    )
+    assert _nothing_left(aws, identity, groups_before)
 
 
-def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, ec2: EC2) -> None:
+def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, aws: Aws) -> None:
     """SIGKILL (a crashed node): Packer cannot clean up, so the operator sweeps what the failed
     attempt left, by its build id, target and attempt."""
-    build, groups_before = _start_hanging_build(cluster, ns, ec2, "killed")
+    build, groups_before = _start_hanging_build(cluster, ns, aws, "killed")
     identity = build_id(build)
     (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=killed-1")["items"]
     uid = pod["metadata"]["uid"]
@@ -371,15 +329,15 @@ def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, ec2: E
     # Packer died with its container, before it could clean up.
     assert procs.in_container(uid) == []
     polling.until(
-        lambda: _assert_nothing_left(ec2, identity, groups_before) is None,
+        lambda: _nothing_left(aws, identity, groups_before),
         what="the builder instance, key pair and security group to be swept",
     )
 
 
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])
-def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, ec2: EC2, policy: str) -> None:
+def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, aws: Aws, policy: str) -> None:
     cluster.apply(
-        image(
+        golden_image(
             "policy",
             target={
                 "region": "eu-west-1",
@@ -395,17 +353,19 @@ def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, ec2: EC2, poli
     snapshots = {
         (region, m["Ebs"]["SnapshotId"])
         for region, ami in artifacts
-        for m in ec2(region).describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"]
+        for m in aws.ec2(region).describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"]
         if "Ebs" in m
     }
     assert len(artifacts) == 2 and snapshots
     cluster.kubectl("delete", "goldenimage", "policy", "-n", ns)
-    polling.until(lambda: ready_or_none(cluster, ns, "policy-1") is None, timeout=120, what="the build's deletion")
+    polling.until(
+        lambda: cluster.get_or_none("imagebuild", "policy-1", ns) is None, timeout=120, what="the build's deletion"
+    )
     for region, ami in artifacts:
-        left = ec2(region).describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"]
+        left = aws.ec2(region).describe_images(Filters=[{"Name": "image-id", "Values": [ami]}])["Images"]
         assert bool(left) == (policy == "Retain"), (region, ami)
     for region, snapshot in snapshots:
-        left = ec2(region).describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot]}])["Snapshots"]
+        left = aws.ec2(region).describe_snapshots(Filters=[{"Name": "snapshot-id", "Values": [snapshot]}])["Snapshots"]
         assert bool(left) == (policy == "Retain"), (region, snapshot)
 
 
@@ -413,13 +373,13 @@ UNTAGGED = HANGING.replace('  provisioner "shell" {\n    inline = ["sleep 600"]\
 
 
 def test_an_untagged_artifact_is_kept_and_does_not_hold_up_deletion(
-    stack: Stack, cluster: Cluster, ns: str, ec2: EC2
+    stack: Stack, cluster: Cluster, ns: str, aws: Aws
 ) -> None:
     """A user template that does not tag its AMI: the AMI may be anyone's, so Delete keeps it,
     says so, and the deletion completes."""
     cluster.kubectl("create", "configmap", "untagged", "-n", ns, f"--from-literal=main.pkr.hcl={UNTAGGED}")
     cluster.apply(
-        image(
+        golden_image(
             "untagged",
             target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
             template={"configMapRef": {"name": "untagged", "key": "main.pkr.hcl"}},
@@ -430,8 +390,10 @@ def test_an_untagged_artifact_is_kept_and_does_not_hold_up_deletion(
     build = wait_built(cluster, ns, "untagged-1")
     ((region, ami),) = [(a["region"], a["id"]) for a in build["status"]["targets"][0]["artifacts"]]
     cluster.kubectl("delete", "goldenimage", "untagged", "-n", ns, "--wait=false")
-    polling.until(lambda: ready_or_none(cluster, ns, "untagged-1") is None, timeout=120, what="the build's deletion")
-    assert ec2(region).describe_images(ImageIds=[ami])["Images"]
+    polling.until(
+        lambda: cluster.get_or_none("imagebuild", "untagged-1", ns) is None, timeout=120, what="the build's deletion"
+    )
+    assert aws.ec2(region).describe_images(ImageIds=[ami])["Images"]
     polling.until(
         lambda: [
             e["message"]

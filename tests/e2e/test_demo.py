@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from goldenimage.local.binaries import MissingBinariesError, find
+from goldenimage.local.stack import BIN
 from support import components, procs
 
 pytestmark = pytest.mark.e2e
@@ -22,14 +25,26 @@ def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
     except MissingBinariesError as exc:
         components.missing("the control plane binaries", str(exc))
     directory = tmp_path / "demo"
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "goldenimage"), "demo", "--no-wait", f"--dir={directory}"],
-        capture_output=True,
+    demo = subprocess.Popen(
+        [str(BIN / "goldenimage"), "demo", "--no-wait", f"--dir={directory}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
+        start_new_session=True,
     )
-    out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    try:
+        out, err = demo.communicate(timeout=900)
+    finally:
+        if demo.poll() is None:  # timed out: the demo and everything in its session go
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+        # What the demo started in sessions of its own (the control plane, moto, the operator)
+        # names its directory; on failure it goes too, and on success there must be none.
+        left = procs.running_with(str(directory))
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert demo.returncode == 0, out[-3000:] + err[-3000:]
     for line in (
         "ImageBuild web-base-1: Ready=True (Validated",
         "ImageChannel web-candidate -> version 1 (LatestValidated",
@@ -42,4 +57,4 @@ def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
     ):
         assert line in out, f"missing {line!r} in:\n{out[-3000:]}"
     assert (directory / "kubeconfig").exists()
-    assert procs.running_with(str(directory)) == []
+    assert left == []

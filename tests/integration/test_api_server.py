@@ -7,14 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from goldenimage import paths
+from goldenimage.api.resources import RESOURCES
 from support import corpus, examples
 from support.cluster import Cluster
+from support.manifests import image_build
 
 pytestmark = pytest.mark.integration
 
-PLURALS = {"GoldenImage": "goldenimages", "ImageBuild": "imagebuilds", "ImageChannel": "imagechannels"}
+PLURALS = {r.definition.kind: r.definition.plural for r in RESOURCES}
 
 
 @pytest.mark.parametrize("path", examples.files(), ids=lambda p: p.name)
@@ -46,64 +48,35 @@ def test_cases_only_the_models_refuse_pass_admission(cluster: Cluster, namespace
 
 
 def test_category_lists_all_three_kinds(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
-    cluster.apply(_build("web-base", 1), namespace)
-    out = cluster.kubectl("get", "golden", "-n", namespace).stdout
-    for kind in (
-        "goldenimage.goldenimage.io/web-base",
-        "imagebuild.goldenimage.io/web-base-1",
-        "imagechannel.goldenimage.io/web-candidate",
-    ):
-        assert kind in out, out
-    for short in ("gi", "ib", "ich"):
-        assert cluster.kubectl("get", short, "-n", namespace).returncode == 0
+    cluster.kubectl("apply", "-n", namespace, "-f", str(paths.EXAMPLES / "aws-web-base.yaml"))
+    cluster.apply(image_build("web-base", 1), namespace)
+    by_short_name = {
+        "gi": ["goldenimage.goldenimage.io/web-base"],
+        "ib": ["imagebuild.goldenimage.io/web-base-1"],
+        "ich": ["imagechannel.goldenimage.io/web-candidate"],
+    }
+    out = cluster.kubectl("get", "golden", "-n", namespace, "-o", "name").stdout
+    assert sorted(out.split()) == sorted(n for names in by_short_name.values() for n in names), out
+    for short, names in by_short_name.items():
+        assert cluster.kubectl("get", short, "-n", namespace, "-o", "name").stdout.split() == names, short
 
 
 def test_printer_columns(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "channels.yaml"))
-    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
-    cluster.apply(_build("web-base", 7), namespace)
-    cluster.kubectl(
-        "patch",
+    cluster.kubectl("apply", "-n", namespace, "-f", str(paths.EXAMPLES / "channels.yaml"))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(paths.EXAMPLES / "aws-web-base.yaml"))
+    cluster.apply(image_build("web-base", 7), namespace)
+    current = {"version": 7, "build": "web-base-7", "promotedAt": "2026-11-20T10:00:00Z", "reason": "UpstreamChannel"}
+    cluster.patch_status(
         "imagechannel",
         "web-prod",
-        "-n",
         namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "status": {
-                    "current": {
-                        "version": 7,
-                        "build": "web-base-7",
-                        "promotedAt": "2026-11-20T10:00:00Z",
-                        "reason": "UpstreamChannel",
-                    },
-                    "conditions": [_ready("True", "Promoted")],
-                }
-            }
-        ),
+        {"status": {"current": current, "conditions": [_ready("True", "Promoted")]}},
     )
-    cluster.kubectl(
-        "patch",
+    cluster.patch_status(
         "goldenimage",
         "web-base",
-        "-n",
         namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "status": {
-                    "latestVersion": 7,
-                    "latestValidatedVersion": 6,
-                    "conditions": [_ready("False", "Validating")],
-                }
-            }
-        ),
+        {"status": {"latestVersion": 7, "latestValidatedVersion": 6, "conditions": [_ready("False", "Validating")]}},
     )
     out = cluster.kubectl("get", "goldenimages,imagechannels", "-n", namespace).stdout
     lines = out.splitlines()
@@ -116,19 +89,11 @@ def test_printer_columns(cluster: Cluster, namespace: str) -> None:
 
 
 def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", str(examples.DIRECTORY / "aws-web-base.yaml"))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(paths.EXAMPLES / "aws-web-base.yaml"))
     generation = cluster.get("goldenimage", "web-base", "-n", namespace)["metadata"]["generation"]
     # A write to /status changes status only, and leaves the generation alone.
-    cluster.kubectl(
-        "patch",
-        "goldenimage",
-        "web-base",
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"latestVersion": 3}, "spec": {"generalize": False}}),
+    cluster.patch_status(
+        "goldenimage", "web-base", namespace, {"status": {"latestVersion": 3}, "spec": {"generalize": False}}
     )
     live = cluster.get("goldenimage", "web-base", "-n", namespace)
     assert live["status"]["latestVersion"] == 3
@@ -152,7 +117,7 @@ def test_status_is_a_subresource(cluster: Cluster, namespace: str) -> None:
 
 
 def test_image_build_spec_is_immutable_except_revoked(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(_build("web-base", 1), namespace)
+    cluster.apply(image_build("web-base", 1), namespace)
 
     def patch(body: dict) -> str:  # type: ignore[type-arg]
         result = cluster.kubectl(
@@ -184,19 +149,3 @@ def _ready(status: str, reason: str) -> dict[str, str]:
         "message": "",
         "lastTransitionTime": "2026-11-20T10:00:00Z",
     }
-
-
-def _build(image: str, version: int) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load(f"""
-apiVersion: goldenimage.io/v1alpha1
-kind: ImageBuild
-metadata: {{name: {image}-{version}}}
-spec:
-  image: {image}
-  version: {version}
-  fingerprint: sha256:{"ab" * 32}
-  reason: Initial
-  sources: {{aws-eu: ami-0123456789abcdef0}}
-  recipe:
-    targets: [{{name: aws-eu, aws: {{region: eu-west-1, source: {{amiId: ami-0123456789abcdef0}}}}}}]
-""")

@@ -9,6 +9,7 @@ import pytest
 
 from goldenimage.kube.client import IMAGECHANNELS, ConflictError, Kube
 from support.cluster import Cluster
+from support.manifests import image_channel
 
 pytestmark = pytest.mark.integration
 
@@ -16,15 +17,7 @@ ENTRY = {"build": "web-base-{v}", "promotedAt": "2026-11-21T10:00:00Z", "reason"
 
 
 def test_two_concurrent_pointer_moves_never_lose_one(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(
-        {
-            "apiVersion": "goldenimage.io/v1alpha1",
-            "kind": "ImageChannel",
-            "metadata": {"name": "web-prod"},
-            "spec": {"image": "web-base", "source": {"latestValidated": {}}},
-        },
-        namespace,
-    )
+    cluster.apply(image_channel("web-prod", "web-base"), namespace)
     kube = Kube(cluster.api)
 
     async def scenario() -> None:

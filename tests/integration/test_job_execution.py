@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from goldenimage.local import processes
+from goldenimage.local.executor import CONTAINER_ENV
 from support import polling, procs
-from support.cluster import Cluster
+from support.cluster import Cluster, condition_of
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +53,9 @@ def job(name: str, code: str, env: dict[str, str] | None = None, **spec: Any) ->
 
 
 def condition(cluster: Cluster, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
-    status = cluster.get("job", name, "-n", namespace).get("status", {})
-    return next((c for c in status.get("conditions", []) if c["type"] == type_ and c["status"] == "True"), None)
+    """The Job's condition of `type_` once it is True."""
+    found = condition_of(cluster.get("job", name, "-n", namespace), type_)
+    return found if found and found["status"] == "True" else None
 
 
 def wait_complete(cluster: Cluster, namespace: str, name: str) -> None:
@@ -184,8 +187,9 @@ def test_deleting_the_owner_collects_the_job_and_its_pods(executor: Cluster, nam
     )
 
 
-def _delete_running_pod(cluster: Cluster, namespace: str, job_name: str) -> None:
-    pod = polling.until(
+def _running_pod(cluster: Cluster, namespace: str, job_name: str) -> dict[str, Any]:
+    """The Job's pod once its process has said it is ready."""
+    pod: dict[str, Any] = polling.until(
         lambda: next((p for p in pods(cluster, namespace, job_name) if p["status"].get("phase") == "Running"), None),
         timeout=60,
         what="the pod to run",
@@ -195,6 +199,10 @@ def _delete_running_pod(cluster: Cluster, namespace: str, job_name: str) -> None
         timeout=30,
         what="the process to install its signal handler",
     )
+    return pod
+
+
+def _delete(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> None:
     cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", namespace, "--wait=false")
 
 
@@ -210,7 +218,7 @@ def test_deleting_a_pod_sends_sigterm_then_reports_the_exit(executor: Cluster, n
     )
     env = {"SIGNAL_FILE": str(tmp_path / "signal")}
     executor.apply(job("graceful", code, env=env, pod={"terminationGracePeriodSeconds": 30}), namespace)
-    _delete_running_pod(executor, namespace, "graceful")
+    _delete(executor, namespace, _running_pod(executor, namespace, "graceful"))
     # The Job controller records the failure from the pod's final status.
     failed = polling.until(lambda: condition(executor, namespace, "graceful", "Failed"), timeout=60, what="Job to fail")
     assert failed["reason"] == "BackoffLimitExceeded"
@@ -231,9 +239,14 @@ def test_sigkill_after_the_grace_period_takes_every_process_of_the_container(
     )
     env = {"SIGNAL_FILE": str(tmp_path / "signal"), "CHILD_FILE": str(tmp_path / "child")}
     executor.apply(job("stubborn", code, env=env, pod={"terminationGracePeriodSeconds": 2}), namespace)
-    _delete_running_pod(executor, namespace, "stubborn")
-    child = int((tmp_path / "child").read_text())
-    assert procs.alive(child)
-    polling.until(lambda: condition(executor, namespace, "stubborn", "Failed"), timeout=60, what="Job to fail")
-    assert (tmp_path / "signal").read_text() == "ignored"
-    polling.until(lambda: not procs.alive(child), timeout=10, what="the container's other process to be killed")
+    pod = _running_pod(executor, namespace, "stubborn")
+    try:
+        child = int(polling.until(lambda: (tmp_path / "child").read_text(), timeout=30, what="the child's pid"))
+        assert procs.alive(child)
+        assert child in procs.in_container(pod["metadata"]["uid"])
+        _delete(executor, namespace, pod)
+        polling.until(lambda: condition(executor, namespace, "stubborn", "Failed"), timeout=60, what="Job to fail")
+        assert (tmp_path / "signal").read_text() == "ignored"
+        polling.until(lambda: not procs.alive(child), timeout=10, what="the container's other process to be killed")
+    finally:  # what the executor should have killed, when the test stopped early or it did not
+        processes.kill_tagged(CONTAINER_ENV, pod["metadata"]["uid"])

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.cluster import Cluster
+from goldenimage import paths
+from support.cluster import PLUGIN, Cluster
+from support.manifests import image_build, image_channel
 
 pytestmark = pytest.mark.integration
 
-PLUGIN = str(Path(sys.executable).parent / "kubectl-golden")
 NOW = "2026-11-21T10:00:00Z"
-
-
-def golden(cluster: Cluster, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PLUGIN, f"--kubeconfig={cluster.kubeconfig}", "-n", ns, *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def condition(type_: str, status: str, reason: str) -> dict[str, str]:
@@ -29,28 +21,7 @@ def condition(type_: str, status: str, reason: str) -> dict[str, str]:
 
 
 def build(cluster: Cluster, ns: str, version: int, *, validated: bool = True, revoked: str | None = None) -> None:
-    spec: dict[str, Any] = {
-        "image": "web-base",
-        "version": version,
-        "fingerprint": "sha256:" + "ab" * 32,
-        "reason": "Initial",
-        "recipe": {
-            "targets": [
-                {"name": "aws-eu", "aws": {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}}
-            ]
-        },
-    }
-    if revoked:
-        spec["revoked"] = {"reason": revoked}
-    cluster.apply(
-        {
-            "apiVersion": "goldenimage.io/v1alpha1",
-            "kind": "ImageBuild",
-            "metadata": {"name": f"web-base-{version}"},
-            "spec": spec,
-        },
-        ns,
-    )
+    cluster.apply(image_build("web-base", version, revoked=revoked), ns)
     ready = condition("Ready", "True", "Validated") if validated else condition("Ready", "False", "ValidationFailed")
     status = {
         "conditions": [
@@ -58,17 +29,7 @@ def build(cluster: Cluster, ns: str, version: int, *, validated: bool = True, re
             ready,
         ]
     }
-    cluster.kubectl(
-        "patch",
-        "imagebuild",
-        f"web-base-{version}",
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    cluster.patch_status("imagebuild", f"web-base-{version}", ns, {"status": status})
 
 
 def entry(version: int, reason: str = "LatestValidated") -> dict[str, Any]:
@@ -76,27 +37,9 @@ def entry(version: int, reason: str = "LatestValidated") -> dict[str, Any]:
 
 
 def channel(cluster: Cluster, ns: str, current: int | None, history: list[int]) -> None:
-    cluster.apply(
-        {
-            "apiVersion": "goldenimage.io/v1alpha1",
-            "kind": "ImageChannel",
-            "metadata": {"name": "web-prod"},
-            "spec": {"image": "web-base", "source": {"latestValidated": {}}},
-        },
-        ns,
-    )
+    cluster.apply(image_channel("web-prod", "web-base"), ns)
     status = {"current": entry(current) if current else None, "history": [entry(v) for v in history]}
-    cluster.kubectl(
-        "patch",
-        "imagechannel",
-        "web-prod",
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    cluster.patch_status("imagechannel", "web-prod", ns, {"status": status})
 
 
 def spec_version(cluster: Cluster, ns: str) -> int | None:
@@ -109,7 +52,7 @@ def test_promote_sets_spec_version_and_refuses_unusable_versions(cluster: Cluste
     build(cluster, namespace, 2, validated=False)
     build(cluster, namespace, 3, revoked="CVE-2026-1234")
     channel(cluster, namespace, 1, [])
-    dry = golden(cluster, namespace, "promote", "web-prod", "--version", "1", "--dry-run")
+    dry = cluster.golden(namespace, "promote", "web-prod", "--version", "1", "--dry-run")
     assert dry.returncode == 0 and '--type=merge -p \'{"spec": {"version": 1}}\'' in dry.stdout
     assert spec_version(cluster, namespace) is None
     for version, error in (
@@ -117,9 +60,9 @@ def test_promote_sets_spec_version_and_refuses_unusable_versions(cluster: Cluste
         ("3", "is revoked: CVE-2026-1234"),
         ("9", "has no ImageBuild"),
     ):
-        refused = golden(cluster, namespace, "promote", "web-prod", "--version", version)
+        refused = cluster.golden(namespace, "promote", "web-prod", "--version", version)
         assert refused.returncode == 1 and error in refused.stderr, refused.stderr
-    assert golden(cluster, namespace, "promote", "web-prod", "--version", "1").returncode == 0
+    assert cluster.golden(namespace, "promote", "web-prod", "--version", "1").returncode == 0
     assert spec_version(cluster, namespace) == 1
 
 
@@ -133,7 +76,7 @@ def test_flags_after_the_subcommand(cluster: Cluster, namespace: str) -> None:
 
 
 def test_unknown_channel(cluster: Cluster, namespace: str) -> None:
-    result = golden(cluster, namespace, "rollback", "web-prd")
+    result = cluster.golden(namespace, "rollback", "web-prd")
     assert result.returncode == 1 and f"imagechannel 'web-prd' not found in namespace {namespace}" in result.stderr
 
 
@@ -141,7 +84,7 @@ def test_rollback_to_the_previous_usable_entry(cluster: Cluster, namespace: str)
     for version in (1, 2, 3):
         build(cluster, namespace, version, revoked="bad" if version == 2 else None)
     channel(cluster, namespace, 3, [2, 1])
-    result = golden(cluster, namespace, "rollback", "web-prod")
+    result = cluster.golden(namespace, "rollback", "web-prod")
     assert result.returncode == 0 and "roll back from version 3 to version 1" in result.stdout
     assert spec_version(cluster, namespace) == 1
 
@@ -149,7 +92,7 @@ def test_rollback_to_the_previous_usable_entry(cluster: Cluster, namespace: str)
 def test_nothing_to_roll_back_to(cluster: Cluster, namespace: str) -> None:
     build(cluster, namespace, 1)
     channel(cluster, namespace, 1, [1])
-    result = golden(cluster, namespace, "rollback", "web-prod")
+    result = cluster.golden(namespace, "rollback", "web-prod")
     assert result.returncode == 1 and "no earlier usable version" in result.stderr
 
 
@@ -157,19 +100,19 @@ def test_revoke_rebuild_status_and_history(cluster: Cluster, namespace: str) -> 
     build(cluster, namespace, 1)
     build(cluster, namespace, 2)
     channel(cluster, namespace, 2, [1])
-    cluster.kubectl("apply", "-n", namespace, "-f", str(Path(__file__).parents[2] / "examples" / "aws-web-base.yaml"))
-    assert golden(cluster, namespace, "revoke", "web-base-2", "--reason", "CVE-2026-1234").returncode == 0
+    cluster.kubectl("apply", "-n", namespace, "-f", str(paths.EXAMPLES / "aws-web-base.yaml"))
+    assert cluster.golden(namespace, "revoke", "web-base-2", "--reason", "CVE-2026-1234").returncode == 0
     revoked = cluster.get("imagebuild", "web-base-2", "-n", namespace)["spec"]["revoked"]
     assert revoked["reason"] == "CVE-2026-1234" and revoked["revokedBy"] and revoked["revokedAt"]
-    assert golden(cluster, namespace, "rebuild", "web-base").returncode == 0
+    assert cluster.golden(namespace, "rebuild", "web-base").returncode == 0
     assert (
         "goldenimage.io/rebuild" in cluster.get("goldenimage", "web-base", "-n", namespace)["metadata"]["annotations"]
     )
-    status = golden(cluster, namespace, "status")
+    status = cluster.golden(namespace, "status")
     assert status.returncode == 0
     assert "CHANNEL" in status.stdout and "web-prod" in status.stdout and "CVE-2026-1234" in status.stdout
-    history = golden(cluster, namespace, "history", "web-prod").stdout.splitlines()
+    history = cluster.golden(namespace, "history", "web-prod").stdout.splitlines()
     assert history[0].split() == ["VERSION", "BUILD", "PROMOTED", "REASON", "MESSAGE"]
     assert history[1].split()[:3] == ["*", "2", "web-base-2"]
-    missing = golden(cluster, namespace, "revoke", "web-base-9", "--reason", "x")
+    missing = cluster.golden(namespace, "revoke", "web-base-9", "--reason", "x")
     assert missing.returncode == 1 and "imagebuild 'web-base-9' not found" in missing.stderr

@@ -27,15 +27,19 @@ def binaries() -> Binaries:
 
 def test_stop_leaves_no_process_and_no_files(binaries: Binaries) -> None:
     cluster = start_local(binaries)
-    assert cluster.local is not None
-    directory = cluster.local.plane.directory
-    pids = cluster.pids
-    assert len(pids) == 4  # etcd, kube-apiserver, kube-controller-manager, executor
-    assert cluster.kubectl("get", "nodes").returncode == 0
-    cluster.stop()
-    assert [pid for pid in pids if procs.alive(pid)] == []
-    assert procs.running_with(str(directory)) == []
-    assert not directory.exists()
+    procs.started(cluster.pids)
+    try:
+        assert cluster.local is not None
+        directory = cluster.local.plane.directory
+        pids = cluster.pids
+        assert len(pids) == 4  # etcd, kube-apiserver, kube-controller-manager, executor
+        assert cluster.kubectl("get", "nodes", "-o", "name").stdout.split() == ["node/local-executor"]
+        cluster.stop()
+        assert [pid for pid in pids if procs.alive(pid)] == []
+        assert procs.running_with(str(directory)) == []
+        assert not directory.exists()
+    finally:
+        cluster.stop()  # again, when an assertion stopped the test first; stopping twice is safe
 
 
 def test_a_failed_start_stops_what_it_started(binaries: Binaries, tmp_path: Path) -> None:

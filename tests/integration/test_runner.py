@@ -3,22 +3,30 @@ of its output, and SIGTERM forwarded so Packer stops cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from goldenimage.local import processes
 from goldenimage.runner.result import decode
-from support import components, polling, procs
+from support import components, polling
 
 pytestmark = pytest.mark.integration
 
 RUNNER = [sys.executable, "-m", "goldenimage.runner.main"]
 SECRET = "s3cret-token-value"
+# In the environment of the runner and, inherited, of Packer and everything it starts (even in
+# sessions of their own): how a test finds them all.
+TAG = "GOLDENIMAGE_TEST_RUN"
 
 
 def template(provisioner: str) -> str:
@@ -49,31 +57,44 @@ build {{
 """
 
 
-def run(
-    tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None
-) -> tuple[int, str, dict[str, object]]:
+def build_command(tmp_path: Path, text: str, *extra: str) -> list[str]:
+    """The runner's command line to build the template `text` with its files under tmp_path."""
     packer = components.packer()
     (tmp_path / "inputs").mkdir(exist_ok=True)
     (tmp_path / "inputs" / "main.pkr.hcl").write_text(text)
-    result = subprocess.run(
-        [
-            *RUNNER,
-            "build",
-            f"--template={tmp_path}/inputs/main.pkr.hcl",
-            f"--inputs={tmp_path}/inputs",
-            f"--work-dir={tmp_path}/work",
-            f"--result={tmp_path}/result",
-            "--user-template",
-            "--var=build_id=b-1",
-            f"--packer={packer}",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-    return result.returncode, result.stdout + result.stderr, json.loads((tmp_path / "result").read_text())
+    return [
+        *RUNNER,
+        "build",
+        f"--template={tmp_path}/inputs/main.pkr.hcl",
+        f"--inputs={tmp_path}/inputs",
+        f"--work-dir={tmp_path}/work",
+        f"--result={tmp_path}/result",
+        "--user-template",
+        "--var=build_id=b-1",
+        f"--packer={packer}",
+        *extra,
+    ]
+
+
+@contextlib.contextmanager
+def started(argv: list[str], env: dict[str, str], **popen: Any) -> Iterator[tuple[subprocess.Popen[Any], str]]:
+    """The runner started with a tag of its own; whatever still carries the tag afterwards is killed."""
+    tag = uuid.uuid4().hex
+    process = subprocess.Popen(argv, env={**os.environ, **env, TAG: tag}, **popen)
+    try:
+        yield process, tag
+    finally:
+        processes.kill_tagged(TAG, tag)
+        process.wait(timeout=10)
+
+
+def run(
+    tmp_path: Path, text: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, object]]:
+    argv = build_command(tmp_path, text, *extra)
+    with started(argv, env or {}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as (process, _):
+        output, _ = process.communicate(timeout=120)
+    return process.returncode, output, json.loads((tmp_path / "result").read_text())
 
 
 def test_success_reports_the_manifest_artifacts(tmp_path: Path) -> None:
@@ -111,36 +132,16 @@ def test_secrets_never_reach_output_or_result(tmp_path: Path) -> None:
 
 
 def test_sigterm_is_forwarded_and_packer_stops(tmp_path: Path) -> None:
-    packer = components.packer()
-    (tmp_path / "inputs").mkdir()
-    (tmp_path / "inputs" / "main.pkr.hcl").write_text(template('"echo started", "sleep 120"'))
-    log = (tmp_path / "log").open("w")
-    process = subprocess.Popen(
-        [
-            *RUNNER,
-            "build",
-            f"--template={tmp_path}/inputs/main.pkr.hcl",
-            f"--inputs={tmp_path}/inputs",
-            f"--work-dir={tmp_path}/work",
-            f"--result={tmp_path}/result",
-            "--user-template",
-            "--var=build_id=b-1",
-            f"--packer={packer}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    argv = build_command(tmp_path, template('"echo started", "sleep 120"'))
+    with (
+        (tmp_path / "log").open("w") as log,
+        started(argv, {}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True) as (process, tag),
+    ):
         polling.until(lambda: "started" in (tmp_path / "log").read_text(), timeout=60, what="the build to start")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143
-        # Packer (in a session of its own) and its provisioner's shell have stopped too.
-        assert procs.running_with(str(tmp_path)) == []
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        # Packer (in a session of its own), its plugins and its provisioner's shell stop too.
+        polling.until(lambda: processes.tagged(TAG, tag) == [], timeout=30, what="every process of the build to stop")
     result = json.loads((tmp_path / "result").read_text())
     assert result["errorClass"] == "Retryable" and "SIGTERM" in result["message"]
     assert "asking Packer to clean up" in (tmp_path / "log").read_text()

@@ -16,6 +16,9 @@ from kubernetes import client, config
 from goldenimage import paths
 from goldenimage.local.binaries import Binaries
 from goldenimage.local.cluster import LocalCluster
+from goldenimage.local.stack import BIN
+
+PLUGIN = str(BIN / "kubectl-golden")
 
 
 @dataclass
@@ -64,6 +67,30 @@ class Cluster:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def get_or_none(self, kind: str, name: str, namespace: str) -> Any:
+        """The object, or None when the API server says it does not exist."""
+        found = self.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        if found.returncode == 0:
+            return json.loads(found.stdout)
+        if "NotFound" in found.stderr:
+            return None
+        raise AssertionError(f"kubectl get {kind} {name} failed ({found.returncode}):\n{found.stderr}")
+
+    def patch_status(self, kind: str, name: str, namespace: str, body: dict[str, Any]) -> None:
+        """A merge patch through the status subresource, as the operator writes status."""
+        self.kubectl(
+            "patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(body)
+        )
+
+    def golden(self, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `kubectl golden` plugin against this cluster; the caller checks the outcome."""
+        return subprocess.run(
+            [PLUGIN, f"--kubeconfig={self.kubeconfig}", "-n", namespace, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     def apply(self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str, *extra: str) -> str:
         docs = manifest if isinstance(manifest, list) else [manifest]
         return self.kubectl("apply", "-n", namespace, "-f", "-", *extra, input=yaml.safe_dump_all(docs)).stdout
@@ -71,6 +98,13 @@ class Cluster:
     def stop(self) -> None:
         if self.local is not None:
             self.local.stop()
+
+
+def condition_of(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """The object's condition of `type_`, or None (no object, no status yet, no such condition)."""
+    found = [c for c in ((obj or {}).get("status") or {}).get("conditions", []) if c["type"] == type_]
+    assert len(found) <= 1, f"more than one {type_} condition: {found}"
+    return found[0] if found else None
 
 
 def start_local(binaries: Binaries) -> Cluster:

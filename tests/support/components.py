@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from typing import NoReturn
 
 import pytest
+
+from goldenimage import paths
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -26,16 +30,18 @@ def packer() -> str:
     return path
 
 
+@functools.cache
 def helm() -> str:
     """helm from HELM, the project's cached build (hack/build-helm.sh), or PATH."""
-    import subprocess
-    from pathlib import Path
-
     if os.environ.get("HELM"):
         return os.environ["HELM"]
-    script = Path(__file__).resolve().parents[2] / "hack" / "build-helm.sh"
+    script = paths.REPO_ROOT / "hack" / "build-helm.sh"
     found = subprocess.run(
-        ["bash", str(script)], capture_output=True, text=True, env={**os.environ, "GOLDENIMAGE_NO_BUILD": "1"}
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOLDENIMAGE_NO_BUILD": "1"},
+        timeout=60,
     )
     if found.returncode == 0:
         return found.stdout.strip().splitlines()[-1]

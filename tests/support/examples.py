@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-DIRECTORY = Path(__file__).resolve().parents[2] / "examples"
+from goldenimage import paths
 
 
 def files() -> list[Path]:
-    return sorted(DIRECTORY.glob("*.yaml"))
+    return sorted(paths.EXAMPLES.glob("*.yaml"))
 
 
 def documents(path: Path) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import yaml
 
 from goldenimage.api import GoldenImage
 from goldenimage.api.goldenimage import GoldenImageSpec
+from goldenimage.packer.render import BuildContext
 
 from . import examples
 
@@ -31,3 +32,8 @@ AWS_TARGET: dict[str, Any] = {
     "name": "aws-eu",
     "aws": {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}},
 }
+
+# The build the template tests render for.
+CTX = BuildContext(
+    namespace="platform", image="web-base", build="web-base-7", version=7, build_id="web-base-7-1a2b3c4d"
+)

@@ -69,7 +69,7 @@ def test_crd_shape(resource: Any) -> None:
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]][:2]
+    assert version["additionalPrinterColumns"] == [c.as_schema() for c in d.columns]
     schema = version["schema"]["openAPIV3Schema"]
     assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
     assert schema["x-kubernetes-validations"], "the object-level rules are there"
@@ -119,12 +119,41 @@ def test_cel_rules_the_issue_names_are_present() -> None:
 
 
 def test_printer_columns() -> None:
+    """The columns of the generated CRDs, by name; priority 1 only shows with -o wide."""
     columns = {
-        d.plural: [c["name"] for c in _load(d.plural)["spec"]["versions"][0]["additionalPrinterColumns"]]
+        d.plural: [
+            (c["name"], c.get("priority", 0))
+            for c in _load(d.plural)["spec"]["versions"][0]["additionalPrinterColumns"]
+        ]
         for d in (r.definition for r in RESOURCES)
     }
-    assert columns["goldenimages"][:4] == ["Latest", "Validated", "Ready", "Reason"]
-    assert columns["imagechannels"][:5] == ["Image", "Version", "Build", "Promoted", "Ready"]
+    assert columns == {
+        "goldenimages": [
+            ("Latest", 0),
+            ("Validated", 0),
+            ("Ready", 0),
+            ("Reason", 0),
+            ("Age", 0),
+            ("Message", 1),
+        ],
+        "imagebuilds": [
+            ("Image", 0),
+            ("Version", 0),
+            ("Status", 0),
+            ("Revoked", 0),
+            ("Age", 0),
+            ("Fingerprint", 1),
+        ],
+        "imagechannels": [
+            ("Image", 0),
+            ("Version", 0),
+            ("Build", 0),
+            ("Promoted", 0),
+            ("Ready", 0),
+            ("Age", 0),
+            ("Reason", 1),
+        ],
+    }
 
 
 def test_unbounded_models_are_refused() -> None:

@@ -1,5 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import pytest
+
+from goldenimage import paths
 from goldenimage.packer.fingerprint import fingerprint
 from support import recipes
 
@@ -20,9 +27,39 @@ def fp(
     return fingerprint(recipes.spec(text), sources=sources or {}, inputs=inputs or {}, runner=runner)
 
 
-def test_stable_and_well_formed() -> None:
-    assert fp() == fp()
+@pytest.mark.parametrize("seed", ["0", "1", "4242"])
+def test_stable_across_interpreters(seed: str) -> None:
+    """Another interpreter, with other string hashes (so other set and dict orders where they
+    depend on hashing), computes the same fingerprint."""
+    code = (
+        "import sys; from goldenimage.packer.fingerprint import fingerprint; from support import recipes; "
+        "print(fingerprint(recipes.spec(sys.stdin.read()), sources={}, inputs={}, runner='r:1'))"
+    )
+    path = os.pathsep.join([str(paths.REPO_ROOT / "tests"), str(paths.REPO_ROOT / "operator")])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input=BASE,
+        env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == fp()
+
+
+def test_well_formed_and_independent_of_how_the_spec_is_written() -> None:
     assert fp().startswith("sha256:") and len(fp()) == 71
+    reordered = """
+tags: {Role: web}
+provisioners:
+  - shell:
+      inline: [date]
+targets:
+  - aws: {source: {amiId: ami-0123456789abcdef0}, region: eu-west-1}
+    name: aws-eu
+"""
+    assert fp(reordered) == fp()
 
 
 def test_fields_that_do_not_shape_the_image_leave_it_alone() -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
 import goldenimage
+from goldenimage import paths
 
 MODULES = [m.name for m in pkgutil.walk_packages(goldenimage.__path__, "goldenimage.")]
 
@@ -18,6 +22,16 @@ def test_module_imports(name: str) -> None:
 
 
 def test_the_stdlib_operator_module_is_not_shadowed() -> None:
-    import operator
-
-    assert hasattr(operator, "itemgetter")
+    """The package lives in operator/: with the repository root first on the path, as when a
+    command runs from a checkout, `import operator` must still find the standard library's.
+    (In this process pytest imported it long ago, so only a fresh interpreter can tell.)"""
+    path = os.pathsep.join([str(paths.REPO_ROOT), str(paths.REPO_ROOT / "operator")])
+    result = subprocess.run(
+        [sys.executable, "-c", "import operator, goldenimage; operator.itemgetter"],
+        cwd=paths.REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

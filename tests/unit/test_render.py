@@ -11,10 +11,8 @@ from goldenimage.api.goldenimage import SUPPLIED_VARIABLES, GoldenImageSpec
 from goldenimage.packer import hcl, inputs
 from goldenimage.packer.render import BuildContext, Settings, render_target
 from support import recipes, snapshots
+from support.recipes import CTX
 
-CTX = BuildContext(
-    namespace="platform", image="web-base", build="web-base-7", version=7, build_id="web-base-7-1a2b3c4d"
-)
 TARGETS = [(image, target) for image in recipes.example_images() for target in image.spec.targets]
 
 

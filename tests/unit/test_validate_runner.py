@@ -137,8 +137,8 @@ def test_failing_checks_say_why_and_the_instance_still_goes(
     tmp_path: Path, server: int, monkeypatch: pytest.MonkeyPatch, check: dict[str, Any], message: str
 ) -> None:
     kind = next(k for k in ("tcp", "http") if k in check) if "command" not in check else None
-    if kind:
-        check[kind]["port"] = closed_port() if kind == "tcp" else server
+    if kind:  # a copy: the parameters are shared by every run of the test
+        check = {**check, kind: {**check[kind], "port": closed_port() if kind == "tcp" else server}}
     cloud = FakeCloud()
     code, result = run(tmp_path, [check], cloud, monkeypatch)
     assert code == 6 and not result.ok
