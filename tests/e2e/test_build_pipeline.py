@@ -188,6 +188,29 @@ def test_a_missing_credentials_secret_holds_the_image_until_it_exists(stack: Sta
     assert build["spec"]["sources"] == {"aws": NEWEST_RHEL9}
 
 
+def test_what_only_the_models_refuse_is_reported_not_built(stack: Stack, cluster: Cluster, ns: str) -> None:
+    """Admitted by the API server (CEL cannot check a cron field's range) but refused by the
+    models: the image says why in its Ready condition and nothing is built."""
+    cluster.apply(
+        golden_image(
+            "offbeat",
+            target={"region": "eu-west-1", "source": {"amiId": NEWEST_RHEL9}},
+            rebuild={"schedule": "61 3 * * *"},
+        ),
+        ns,
+    )
+    message = _wait_ready_reason(cluster, ns, "goldenimage", "offbeat", "InvalidSpec")
+    assert "spec.rebuild.schedule" in message
+    polling.until(
+        lambda: any(
+            e["reason"] == "InvalidSpec" and e["involvedObject"]["name"] == "offbeat"
+            for e in cluster.get("events", "-n", ns)["items"]
+        ),
+        what="an InvalidSpec event",
+    )
+    assert cluster.get("imagebuilds", "-n", ns)["items"] == []
+
+
 def test_an_invalid_template_fails_once_permanently_with_packers_message(
     stack: Stack, cluster: Cluster, ns: str
 ) -> None:

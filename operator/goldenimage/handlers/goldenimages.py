@@ -11,7 +11,6 @@ import kopf
 from pydantic import ValidationError
 
 from ..api.conditions import find, is_true
-from ..api.errors import summary
 from ..api.resources import GoldenImage, ImageBuild
 from ..clouds.base import SourceNotFoundError
 from ..kube import jobs, labels
@@ -27,14 +26,10 @@ from .credentials import CredentialsUnavailableError, adapter
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    body = await op.kube.get(GOLDENIMAGES, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    found = await invalid.read(op, GOLDENIMAGES, GoldenImage, namespace, name)
+    if found is None:
         return
-    try:
-        image = GoldenImage.model_validate(body)
-    except ValidationError as exc:
-        await invalid.report(op, GOLDENIMAGES, body, summary(exc))
-        return
+    body, image = found
     observed = await _gather(op, image)
     plan = planner.plan(image, observed)
     for action in plan.actions:

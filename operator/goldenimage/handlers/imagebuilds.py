@@ -12,7 +12,6 @@ import kopf
 from pydantic import ValidationError
 
 from ..api.conditions import is_true
-from ..api.errors import summary
 from ..api.goldenimage import Target
 from ..api.resources import ImageBuild
 from ..clouds.base import CloudError, ForeignArtifactError
@@ -44,14 +43,10 @@ def _terminal(build: ImageBuild) -> bool:
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    body = await op.kube.get(IMAGEBUILDS, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    found = await invalid.read(op, IMAGEBUILDS, ImageBuild, namespace, name)
+    if found is None:
         return
-    try:
-        build = ImageBuild.model_validate(body)
-    except ValidationError as exc:
-        await invalid.report(op, IMAGEBUILDS, body, summary(exc))
-        return
+    body, build = found
     if _terminal(build):
         return
     observed = await _gather(op, build)

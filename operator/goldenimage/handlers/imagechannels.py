@@ -16,7 +16,6 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.conditions import find, set_condition
-from ..api.errors import summary
 from ..api.imagechannel import ChannelArtifact, ImageChannelStatus
 from ..api.resources import ImageBuild, ImageChannel
 from ..clouds.base import CloudError, Pointer
@@ -50,14 +49,10 @@ def references(channel: Mapping[str, Any], image: str) -> set[str]:
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    body = await op.kube.get(IMAGECHANNELS, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    found = await invalid.read(op, IMAGECHANNELS, ImageChannel, namespace, name)
+    if found is None:
         return
-    try:
-        channel = ImageChannel.model_validate(body)
-    except ValidationError as exc:
-        await invalid.report(op, IMAGECHANNELS, body, summary(exc))
-        return
+    body, channel = found
     observed, builds = await _gather(op, channel)
     plan = planner.plan(channel, observed)
     status = plan.status

@@ -1,13 +1,32 @@
-"""Objects the API server admitted but the models refuse (e.g. a cron field out of range): the
-Ready condition says why, nothing else of the status changes, and nothing crashes."""
+"""Reading an object for its reconcile. One the API server admitted but the models refuse (e.g.
+a cron field out of range) is not reconciled: its Ready condition says why, nothing else of its
+status changes, and nothing crashes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from ..api.errors import summary
+from ..api.resources import Resource
 from ..kube.client import Kind
 from .context import Operator
+
+R = TypeVar("R", bound=Resource)
+
+
+async def read(op: Operator, kind: Kind, model: type[R], namespace: str, name: str) -> tuple[dict[str, Any], R] | None:
+    """The object and its model; None when it is gone, being deleted, or refused by the models."""
+    body = await op.kube.get(kind, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        return body, model.model_validate(body)
+    except ValidationError as exc:
+        await report(op, kind, body, summary(exc))
+        return None
 
 
 async def report(op: Operator, kind: Kind, body: dict[str, Any], message: str) -> None:
