@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine (or a developer's) for the tests and the local demo:
-#   - .venv with the package and its test extra,
-#   - Packer (Debian's package) if no packer is on PATH,
+#   - .venv with the package, its test extra and the local stack (the goldenimage-dev distribution in dev/),
+#   - Packer (Debian's package) if no packer is on PATH, and mmdebstrap,
+#   - the base images of the test machines (built from the Debian mirror, cached),
 #   - the control plane binaries and helm, built with Go once and then cached (not when
 #     KUBEBUILDER_ASSETS, GOLDENIMAGE_TEST_KUBECONFIG or HELM say where to find them).
 # Every step is skipped when already done, so running it again takes seconds.
@@ -33,13 +34,18 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
   fi
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml dev/pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f $stamp ]]; then
-  step "installing the package and its test dependencies into .venv"
+  step "installing the package, its test dependencies and the local stack (dev/) into .venv"
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e '.[test]'
+  .venv/bin/pip install --quiet -e '.[test]' -e ./dev
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+if ! command -v mmdebstrap >/dev/null; then
+  step "installing mmdebstrap (Debian package), which builds the test machines' base images"
+  apt_install mmdebstrap uidmap || { echo "mmdebstrap is missing and cannot be installed without root; install it and re-run" >&2; exit 1; }
 fi
 
 if ! command -v packer >/dev/null; then
@@ -62,4 +68,7 @@ else
   step "helm"
   bash hack/build-helm.sh >/dev/null
 fi
+# The machines the end-to-end tests boot: Debian images from the mirror, cached by recipe.
+step "base images of the test machines"
+.venv/bin/python -m goldenimage_dev.machines build-images >/dev/null
 step "ready"

@@ -8,12 +8,14 @@ GOLDENIMAGE_TEST_KUBECONFIG.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from goldenimage.local.binaries import MissingBinariesError, find
+from goldenimage_dev.binaries import MissingBinariesError, find
+from goldenimage_dev.machines import leftovers
 from support import components, procs
 from support.cluster import Cluster, start_local, use_existing
 from support.namespaces import make_namespace
@@ -59,3 +61,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if alive:
         session.exitstatus = 1
         print(f"\nprocesses started by the test fixtures are still running: {alive}")
+    # Machines booted by this process live in a cgroup named for it; the fixtures that booted
+    # them must have stopped them (and with them their processes, mounts and veths).
+    with contextlib.suppress(OSError):  # no cgroup2 hierarchy: no machine was ever booted
+        mine = leftovers.tree() / leftovers.Owner.me().key
+        if mine.exists() and leftovers.procs(mine):
+            session.exitstatus = 1
+            print(f"\nmachines booted by the tests are still running: {leftovers.procs(mine)} in {mine}")

@@ -15,7 +15,7 @@ from . import __version__
 DEFAULT_RUNNER_IMAGE = f"ghcr.io/goldenimage/packer-runner:{__version__}"
 
 
-class ConfigError(ValueError):
+class ConfigurationError(ValueError):
     pass
 
 
@@ -38,6 +38,10 @@ class Config:
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(minutes=30)
     resync: timedelta = timedelta(seconds=60)
+    # How often a validated build's artifacts are checked for existence (they vanish only when
+    # deleted outside the operator), and how often publication is written again to correct drift.
+    artifact_check: timedelta = timedelta(minutes=10)
+    republish: timedelta = timedelta(minutes=10)
     # Networks validation checks may connect to; an instance address outside them fails the
     # validation instead of being probed. Empty: any.
     validation_networks: tuple[str, ...] = ()
@@ -53,22 +57,22 @@ class Config:
             try:
                 value = float(raw)
             except ValueError:
-                raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+                raise ConfigurationError(f"{name} must be a number of seconds, not {raw!r}") from None
             if value <= 0:
-                raise ConfigError(f"{name} must be positive")
+                raise ConfigurationError(f"{name} must be positive")
             return timedelta(seconds=value)
 
         communicator = env.get("GOLDENIMAGE_PACKER_COMMUNICATOR", "ssh")
         if communicator not in ("ssh", "none"):
-            raise ConfigError(f"GOLDENIMAGE_PACKER_COMMUNICATOR must be ssh or none, not {communicator!r}")
+            raise ConfigurationError(f"GOLDENIMAGE_PACKER_COMMUNICATOR must be ssh or none, not {communicator!r}")
         runner_env: dict[str, str] = {}
         if raw_env := env.get("GOLDENIMAGE_RUNNER_ENV"):
             try:
                 parsed = json.loads(raw_env)
             except json.JSONDecodeError as exc:
-                raise ConfigError(f"GOLDENIMAGE_RUNNER_ENV must be a JSON object: {exc}") from None
+                raise ConfigurationError(f"GOLDENIMAGE_RUNNER_ENV must be a JSON object: {exc}") from None
             if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-                raise ConfigError("GOLDENIMAGE_RUNNER_ENV must be a JSON object of strings")
+                raise ConfigurationError("GOLDENIMAGE_RUNNER_ENV must be a JSON object of strings")
             runner_env = parsed
         command = tuple(env.get("GOLDENIMAGE_RUNNER_COMMAND", "goldenimage-runner").split())
         networks = tuple(n.strip() for n in env.get("GOLDENIMAGE_VALIDATION_NETWORKS", "").split(",") if n.strip())
@@ -76,7 +80,7 @@ class Config:
             try:
                 ipaddress.ip_network(network)
             except ValueError:
-                raise ConfigError(
+                raise ConfigurationError(
                     f"GOLDENIMAGE_VALIDATION_NETWORKS: {network!r} is not a network such as 10.0.0.0/8"
                 ) from None
         return cls(
@@ -90,5 +94,7 @@ class Config:
             retry_base=seconds("GOLDENIMAGE_RETRY_BASE_SECONDS", cls.retry_base),
             retry_cap=seconds("GOLDENIMAGE_RETRY_CAP_SECONDS", cls.retry_cap),
             resync=seconds("GOLDENIMAGE_RESYNC_SECONDS", cls.resync),
+            artifact_check=seconds("GOLDENIMAGE_ARTIFACT_CHECK_SECONDS", cls.artifact_check),
+            republish=seconds("GOLDENIMAGE_REPUBLISH_SECONDS", cls.republish),
             validation_networks=networks,
         )

@@ -1,5 +1,6 @@
 """The end-to-end tier: the operator as a process, the local pod executor running the real runner
-with a real Packer, AWS in moto. The operator watches the namespaces named e2e-*."""
+with a real Packer, the three clouds (moto and the fakes) on real machines in the lab. The
+operator watches the namespaces named e2e-*."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from goldenimage.clouds.aws import Aws
-from goldenimage.local.aws import CREDENTIALS
-from goldenimage.local.instances import InstanceAgent, Services, prepare_validation
-from goldenimage.local.stack import Stack
-from support import chart, components, procs
+from goldenimage.clouds.aws.adapter import AwsApi
+from goldenimage_dev.stack import Stack
+from support import chart, components, lab, procs
 from support.cluster import Cluster
 from support.namespaces import make_namespace
 
@@ -33,6 +32,7 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
     if cluster.local is None:
         components.missing("the local pod executor", "end-to-end tests run on the project's local control plane")
     components.packer()
+    lab.require()
     assert cluster.local is not None
     # The operator runs as the Helm chart's ServiceAccount: its RBAC must be enough, and is tested.
     identity = chart.operator_kubeconfig(cluster, components.helm(), cluster.local.plane.directory)
@@ -42,19 +42,6 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
-
-
-# Validation in moto: subnets on 127.0.0.0/8 tagged like the examples select them, and an agent
-# that makes instances there serve what the checks probe.
-VALIDATION_CIDRS = {"eu-west-1": "127.0.5.0/24", "us-east-1": "127.0.6.0/24", "eu-central-1": "127.0.7.0/24"}
-SERVICES = Services(tcp=(22, 2222), http={80: {"/health": "ok\n"}, 8080: {"/health": "ok\n"}})
-
-
-@pytest.fixture(scope="session")
-def instances(stack: Stack) -> Iterator[InstanceAgent]:
-    prepare_validation(stack.moto.endpoint, VALIDATION_CIDRS, {"Purpose": "image-validation"}, "image-validation-ssm")
-    with InstanceAgent(stack.moto.endpoint, list(VALIDATION_CIDRS), SERVICES) as agent:
-        yield agent
 
 
 @pytest.fixture
@@ -67,6 +54,6 @@ def ns(stack: Stack, cluster: Cluster, request: pytest.FixtureRequest) -> Iterat
 
 
 @pytest.fixture(scope="session")
-def aws(stack: Stack) -> Aws:
-    """The operator's AWS adapter pointed at moto; it keeps one client per service and region."""
-    return Aws(endpoint_url=stack.moto.endpoint, credentials=CREDENTIALS)
+def aws(stack: Stack) -> AwsApi:
+    """The operator's AWS adapter on the local AWS; it keeps one client per service and region."""
+    return stack.aws

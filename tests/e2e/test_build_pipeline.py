@@ -1,11 +1,9 @@
 """The build pipeline end to end: the operator as a process, real Packer in Jobs run by the local
-pod executor, AWS in moto."""
+pod executor, AWS in moto on real machines (Packer connects over SSH and provisions them)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +11,12 @@ import pytest
 import yaml
 
 from goldenimage import paths
-from goldenimage.clouds.aws import Aws
-from goldenimage.kube import names
-from goldenimage.local.aws import CREDENTIALS, NEWEST_RHEL9
-from goldenimage.local.stack import Stack
-from goldenimage.packer import tags
+from goldenimage.api import labels, names
+from goldenimage.clouds.aws.adapter import AwsApi
+from goldenimage_dev.aws import CREDENTIALS, NEWEST_DEBIAN12
+from goldenimage_dev.stack import Stack
 from support import examples, polling, procs
+from support.builds import kill_runner, wait_built, wait_failed
 from support.cluster import Cluster, condition_of
 from support.ec2 import running_instances
 from support.manifests import golden_image
@@ -26,43 +24,19 @@ from support.manifests import golden_image
 pytestmark = pytest.mark.e2e
 
 
-def settled(cluster: Cluster, ns: str, name: str) -> dict[str, Any] | None:
-    """The ImageBuild once its Built condition is final: True, or False with BuildFailed (not
-    while it builds, nor while something it needs is missing)."""
-    build: dict[str, Any] | None = cluster.get_or_none("imagebuild", name, ns)
-    built = condition_of(build, "Built")
-    if built and (built["status"] == "True" or built["reason"] == "BuildFailed"):
-        return build
-    return None
-
-
-def wait_built(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: settled(cluster, ns, name), timeout=timeout, what=f"{name} to build or fail")
-    condition = condition_of(build, "Built")
-    assert condition and condition["status"] == "True", f"{name} did not build: {condition}"
-    return build
-
-
-def wait_failed(cluster: Cluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
-    build = polling.until(lambda: settled(cluster, ns, name), timeout=timeout, what=f"{name} to build or fail")
-    condition = condition_of(build, "Built")
-    assert condition and (condition["status"], condition["reason"]) == ("False", "BuildFailed"), condition
-    return build
-
-
 def build_id(build: dict[str, Any]) -> str:
     return names.build_id(build["metadata"]["name"], build["metadata"]["uid"])
 
 
 def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws, tmp_path: Path
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi, tmp_path: Path
 ) -> None:
     cluster.kubectl("create", "serviceaccount", "packer-aws", "-n", ns)
     for path in ("web-baseline-playbook.yaml", "aws-web-base.yaml"):
         cluster.kubectl("apply", "-n", ns, "-f", str(paths.EXAMPLES / path))
     build = wait_built(cluster, ns, "web-base-1")
     assert build["spec"]["reason"] == "Initial"
-    assert build["spec"]["sources"] == {"aws-eu": "ami-0a1b2c3d4e5f60718"}  # the newest RHEL 9 in moto
+    assert build["spec"]["sources"] == {"aws-eu": NEWEST_DEBIAN12}  # the newest Debian 12 in moto
 
     (target,) = build["status"]["targets"]
     artifacts = {a["region"]: a["id"] for a in target["artifacts"]}
@@ -70,7 +44,7 @@ def test_aws_example_builds_in_both_regions_and_versions_follow_the_spec(
     for region, ami in artifacts.items():
         (found,) = aws.ec2(region).describe_images(ImageIds=[ami])["Images"]
         found_tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
-        assert found_tags[tags.BUILD_ID] == build_id(build)
+        assert found_tags[labels.BUILD_ID] == build_id(build)
         assert found_tags["Role"] == "web"
         assert build_id(build) in found["Name"]
 
@@ -134,7 +108,7 @@ def test_a_packer_failure_is_retried_then_reported(stack: Stack, cluster: Cluste
     assert (target["attempt"], target["errorClass"], target["phase"]) == (2, "Retryable", "Failed")
     assert "InvalidAMIID.NotFound" in target["message"]
     jobs = sorted(j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"])
-    assert jobs == ["missing-ami-1-aws-1", "missing-ami-1-aws-2"]
+    assert jobs == sorted(names.build_job("missing-ami-1", "aws", n) for n in (1, 2))
 
     def reasons() -> set[str]:
         events = cluster.get("events", "-n", ns)["items"]
@@ -174,7 +148,7 @@ def test_a_missing_credentials_secret_holds_the_image_until_it_exists(stack: Sta
         "keyed",
         target={
             "region": "eu-west-1",
-            "source": {"amiFilter": {"name": "RHEL-9*", "owners": ["309956199498"], "mostRecent": True}},
+            "source": {"amiFilter": {"name": "debian-12-*", "owners": ["136693071363"], "mostRecent": True}},
         },
         credentials={"aws": {"secretRef": {"name": "aws-keys"}}},
     )
@@ -185,7 +159,7 @@ def test_a_missing_credentials_secret_holds_the_image_until_it_exists(stack: Sta
     literals = [f"--from-literal={k}={v}" for k, v in CREDENTIALS.items()]
     cluster.kubectl("create", "secret", "generic", "aws-keys", "-n", ns, *literals)
     build = wait_built(cluster, ns, "keyed-1")
-    assert build["spec"]["sources"] == {"aws": NEWEST_RHEL9}
+    assert build["spec"]["sources"] == {"aws": NEWEST_DEBIAN12}
 
 
 def test_what_only_the_models_refuse_is_reported_not_built(stack: Stack, cluster: Cluster, ns: str) -> None:
@@ -194,7 +168,7 @@ def test_what_only_the_models_refuse_is_reported_not_built(stack: Stack, cluster
     cluster.apply(
         golden_image(
             "offbeat",
-            target={"region": "eu-west-1", "source": {"amiId": NEWEST_RHEL9}},
+            target={"region": "eu-west-1", "source": {"amiId": NEWEST_DEBIAN12}},
             rebuild={"schedule": "61 3 * * *"},
         ),
         ns,
@@ -214,8 +188,8 @@ def test_what_only_the_models_refuse_is_reported_not_built(stack: Stack, cluster
 def test_an_invalid_template_fails_once_permanently_with_packers_message(
     stack: Stack, cluster: Cluster, ns: str
 ) -> None:
-    template = 'source "null" "x" {\n  communicator = "none"\n  bogus_key    = 1\n}\n'
-    template += 'build {\n  sources = ["source.null.x"]\n}\n'
+    template = 'source "amazon-ebs" "x" {\n  region    = "eu-west-1"\n  bogus_key = 1\n}\n'
+    template += 'build {\n  sources = ["source.amazon-ebs.x"]\n}\n'
     cluster.kubectl("create", "configmap", "broken", "-n", ns, f"--from-literal=main.pkr.hcl={template}")
     broken = golden_image(
         "broken",
@@ -227,11 +201,12 @@ def test_an_invalid_template_fails_once_permanently_with_packers_message(
     (target,) = build["status"]["targets"]
     assert (target["attempt"], target["errorClass"]) == (1, "Permanent")
     assert 'An argument named "bogus_key" is not expected here' in target["message"]
-    assert [j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"]] == ["broken-1-aws-1"]
+    jobs = [j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"]]
+    assert jobs == [names.build_job("broken-1", "aws", 1)]
 
 
-# A user template that launches a builder and then waits forever: without a communicator the
-# shell provisioner never connects, which holds the build mid-way with its resources created.
+# A user template whose provisioner holds the build mid-way, on its builder machine, with its
+# resources created.
 HANGING = """
 variable "build_id" {
   type = string
@@ -250,7 +225,8 @@ source "amazon-ebs" "hang" {
   source_ami              = "ami-0a1b2c3d4e5f60718"
   instance_type           = "t3.micro"
   ami_name                = "${var.build_id}-a${var.attempt}"
-  communicator            = "none"
+  ssh_username            = "admin"
+  ssh_interface           = "private_ip"
   custom_endpoint_ec2     = var.aws_endpoint
   temporary_key_pair_name = "packer-${var.build_id}-aws-a${var.attempt}"
   run_tags = {
@@ -268,11 +244,11 @@ build {
 """
 
 
-def _builder_instances(aws: Aws, identity: str) -> list[str]:
-    return running_instances(aws, ["eu-west-1"], {tags.BUILD_ID: identity})
+def _builder_instances(aws: AwsApi, identity: str) -> list[str]:
+    return running_instances(aws, ["eu-west-1"], {labels.BUILD_ID: identity})
 
 
-def _start_hanging_build(cluster: Cluster, ns: str, aws: Aws, name: str) -> tuple[dict[str, Any], set[str]]:
+def _start_hanging_build(cluster: Cluster, ns: str, aws: AwsApi, name: str) -> tuple[dict[str, Any], set[str]]:
     groups_before = {g["GroupId"] for g in aws.ec2("eu-west-1").describe_security_groups()["SecurityGroups"]}
     cluster.kubectl("create", "configmap", "hang", "-n", ns, f"--from-literal=main.pkr.hcl={HANGING}")
     cluster.apply(
@@ -289,7 +265,7 @@ def _start_hanging_build(cluster: Cluster, ns: str, aws: Aws, name: str) -> tupl
     return build, groups_before
 
 
-def _nothing_left(aws: Aws, identity: str, groups_before: set[str]) -> bool:
+def _nothing_left(aws: AwsApi, identity: str, groups_before: set[str]) -> bool:
     """True when the build left nothing in the cloud; an AssertionError saying what it left
     otherwise (polling.until reports the last one when it times out)."""
     if instances := _builder_instances(aws, identity):
@@ -304,7 +280,7 @@ def _nothing_left(aws: Aws, identity: str, groups_before: set[str]) -> bool:
 
 
 def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
 ) -> None:
     build, groups_before = _start_hanging_build(cluster, ns, aws, "hang")
     identity = build_id(build)
@@ -318,7 +294,7 @@ def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
 
 
 def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
 ) -> None:
     build, groups_before = _start_hanging_build(cluster, ns, aws, "doomed")
     identity = build_id(build)
@@ -335,18 +311,12 @@ def test_deleting_the_image_mid_build_stops_the_build_and_cleans_up(
     assert _nothing_left(aws, identity, groups_before)
 
 
-def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, aws: Aws) -> None:
+def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, aws: AwsApi) -> None:
     """SIGKILL (a crashed node): Packer cannot clean up, so the operator sweeps what the failed
     attempt left, by its build id, target and attempt."""
     build, groups_before = _start_hanging_build(cluster, ns, aws, "killed")
     identity = build_id(build)
-    (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=killed-1")["items"]
-    uid = pod["metadata"]["uid"]
-    (runner,) = [
-        pid for pid in procs.in_container(uid) if "goldenimage-runner" in Path(f"/proc/{pid}/cmdline").read_text()
-    ]
-    assert any("packer" in Path(f"/proc/{pid}/cmdline").read_text() for pid in procs.in_container(uid))
-    os.kill(runner, signal.SIGKILL)
+    uid = kill_runner(cluster, ns, "killed-1")
     failed = wait_failed(cluster, ns, "killed-1")
     assert "exit code 137" in failed["status"]["targets"][0]["message"]
     # Packer died with its container, before it could clean up.
@@ -358,7 +328,7 @@ def test_a_killed_build_is_swept(stack: Stack, cluster: Cluster, ns: str, aws: A
 
 
 @pytest.mark.parametrize("policy", ["Delete", "Retain"])
-def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, aws: Aws, policy: str) -> None:
+def test_deletion_policy(stack: Stack, cluster: Cluster, ns: str, aws: AwsApi, policy: str) -> None:
     cluster.apply(
         golden_image(
             "policy",
@@ -396,7 +366,7 @@ UNTAGGED = HANGING.replace('  provisioner "shell" {\n    inline = ["sleep 600"]\
 
 
 def test_an_untagged_artifact_is_kept_and_does_not_hold_up_deletion(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
 ) -> None:
     """A user template that does not tag its AMI: the AMI may be anyone's, so Delete keeps it,
     says so, and the deletion completes."""

@@ -1,6 +1,7 @@
-"""Validation and channels end to end: boot tests in moto on the loopback network, a candidate
-channel that takes validated builds, a prod channel that follows it after a soak, publication
-to SSM parameters, tags and a ConfigMap, `kubectl golden` rollback, and revocation."""
+"""Validation and channels end to end: boot tests of real machines booted from the built AMIs
+(TCP, HTTP and SSM commands run for real), a candidate channel that takes validated builds, a
+prod channel that follows it after a soak, publication to SSM parameters, tags and a ConfigMap,
+`kubectl golden` rollback, and revocation."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from goldenimage.clouds.aws import Aws
-from goldenimage.local.instances import InstanceAgent
-from goldenimage.local.stack import Stack
-from goldenimage.packer import tags
+from goldenimage.api import labels
+from goldenimage.clouds.aws.adapter import AwsApi
+from goldenimage_dev.stack import Stack
 from support import polling
+from support.builds import pointer, wait_version
 from support.cluster import Cluster, condition_of
 from support.ec2 import running_instances
 from support.manifests import golden_image, image_channel
@@ -24,14 +25,29 @@ pytestmark = pytest.mark.e2e
 REGIONS = ("eu-west-1", "us-east-1")
 
 
+# A small web service baked into the image: what the checks find when it boots.
+WEB_UNIT = (
+    "[Unit]\nDescription=the app\n[Service]\n"
+    "ExecStart=/usr/bin/python3 -m http.server 8080 --directory /srv/www\n"
+    "[Install]\nWantedBy=multi-user.target\n"
+)
+SERVE = [
+    "sudo mkdir -p /srv/www",
+    "echo ok | sudo tee /srv/www/health",
+    f"printf '{WEB_UNIT}' | sudo tee /etc/systemd/system/goldenimage-web.service",
+    "sudo systemctl enable goldenimage-web",
+]
+
+
 def app(name: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
     return golden_image(
         name,
         target={
             "region": "eu-west-1",
             "copyToRegions": ["us-east-1"],
-            "source": {"amiFilter": {"name": "RHEL-9.*_HVM-*", "owners": ["309956199498"]}},
+            "source": {"amiFilter": {"name": "debian-12-amd64-*", "owners": ["136693071363"]}},
         },
+        provisioners=[{"shell": {"inline": SERVE}}],
         tags={"App": name},
         validation={
             "timeout": "5m",
@@ -42,9 +58,9 @@ def app(name: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 GOOD_CHECKS = [
-    {"tcp": {"port": 2222}},
+    {"tcp": {"port": 22}},
     {"http": {"port": 8080, "path": "/health", "contains": "ok"}},
-    {"name": "agent", "command": {"run": "systemctl is-active amazon-ssm-agent"}},
+    {"name": "service", "command": {"run": "systemctl is-active goldenimage-web"}},
 ]
 
 
@@ -59,41 +75,26 @@ def channels(image: str) -> list[dict[str, Any]]:
     return [channel("candidate", {"latestValidated": {}}), channel("prod", {"channel": "candidate", "minSoak": "3s"})]
 
 
-def pointer(cluster: Cluster, ns: str, channel: str) -> tuple[int | None, str | None]:
-    current = cluster.get("imagechannel", channel, "-n", ns).get("status", {}).get("current") or {}
-    return current.get("version"), current.get("reason")
-
-
-def wait_version(cluster: Cluster, ns: str, channel: str, version: int, timeout: float = 120) -> str:
-    """The reason the channel gives once it points at `version`."""
-
-    def moved() -> str | None:
-        found, reason = pointer(cluster, ns, channel)
-        return str(reason) if found == version else None
-
-    return polling.until(moved, timeout=timeout, what=f"{channel} to point at version {version}")
-
-
 def amis(cluster: Cluster, ns: str, build: str) -> dict[str, str]:
     status = cluster.get("imagebuild", build, "-n", ns)["status"]
     return {a["region"]: a["id"] for t in status["targets"] for a in t["artifacts"]}
 
 
-def ssm(aws: Aws, region: str, name: str) -> dict[str, Any]:
+def ssm(aws: AwsApi, region: str, name: str) -> dict[str, Any]:
     parameter: dict[str, Any] = aws.client("ssm", region).get_parameter(Name=name)["Parameter"]
     return parameter
 
 
-def tagged(aws: Aws, region: str, key: str) -> list[str]:
+def tagged(aws: AwsApi, region: str, key: str) -> list[str]:
     found = aws.ec2(region).describe_images(Owners=["self"], Filters=[{"Name": f"tag:{key}", "Values": ["current"]}])
     return sorted(i["ImageId"] for i in found["Images"])
 
 
-def validation_instances(aws: Aws, image: str) -> list[str]:
-    return running_instances(aws, REGIONS, {tags.IMAGE: image, tags.ROLE: "validation"})
+def validation_instances(aws: AwsApi, image: str) -> list[str]:
+    return running_instances(aws, REGIONS, {labels.IMAGE: image, labels.ROLE: "validation"})
 
 
-def assert_published(cluster: Cluster, aws: Aws, ns: str, channel: str, build: str) -> None:
+def assert_published(cluster: Cluster, aws: AwsApi, ns: str, channel: str, build: str) -> None:
     expected = amis(cluster, ns, build)
     for region in REGIONS:
 
@@ -117,10 +118,7 @@ def assert_published(cluster: Cluster, aws: Aws, ns: str, channel: str, build: s
     assert published["data"]["aws.eu-west-1"] == expected["eu-west-1"]
 
 
-def test_validate_promote_roll_back_and_revoke(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws, instances: InstanceAgent
-) -> None:
-    served_before = len(instances.served)  # the agent serves the whole session
+def test_validate_promote_roll_back_and_revoke(stack: Stack, cluster: Cluster, ns: str, aws: AwsApi) -> None:
     cluster.apply([app("app", GOOD_CHECKS), *channels("app")], ns)
 
     # Version 1: built, booted in both regions, every check passed; no instance left running.
@@ -129,16 +127,18 @@ def test_validate_promote_roll_back_and_revoke(
         ready = condition_of(build, "Ready")
         return build if ready and ready["status"] == "True" else None
 
-    build = polling.until(validated, timeout=180, what="app-1 to be validated")
+    build = polling.until(validated, timeout=600, what="app-1 to be validated")
     results = {v["region"]: v for v in build["status"]["validation"]}
     assert set(results) == set(REGIONS)
     for region in REGIONS:
         assert results[region]["phase"] == "Passed"
-        assert [c["name"] for c in results[region]["checks"]] == ["tcp-2222", "http-8080", "agent"]
-        assert all(c["passed"] for c in results[region]["checks"])
-    served = instances.served[served_before:]
-    assert any(a.startswith("127.0.5.") for a in served), served
-    assert any(a.startswith("127.0.6.") for a in served), served
+        checks = results[region]["checks"]
+        assert [c["name"] for c in checks] == ["tcp-22", "http-8080", "service"]
+        assert all(c["passed"] for c in checks)
+        # Real machines on the lab network answered: the booted image serves what it baked.
+        prefix = str(stack.clouds.lab.network.network_address).rsplit(".", 2)[0]  # 10.250
+        assert checks[0]["message"].startswith(f"connected to {prefix}."), checks
+        assert checks[2]["message"].endswith("exited 0: active"), checks
     polling.until(lambda: validation_instances(aws, "app") == [], what="validation instances to terminate")
 
     # Candidate takes it on validation; prod after its soak; both published.
@@ -158,7 +158,7 @@ def test_validate_promote_roll_back_and_revoke(
 
     # Version 2, by request: candidate, then prod, move on.
     assert cluster.golden(ns, "rebuild", "app").returncode == 0
-    wait_version(cluster, ns, "candidate", 2, timeout=180)
+    wait_version(cluster, ns, "candidate", 2, timeout=600)
     wait_version(cluster, ns, "prod", 2)
     assert_published(cluster, aws, ns, "prod", "app-2")
 
@@ -200,11 +200,18 @@ def test_validate_promote_roll_back_and_revoke(
     assert refused.returncode == 1 and "is revoked: CVE-2026-1234" in refused.stderr
 
 
-def test_a_failing_check_blocks_promotion_and_leaves_no_instance(
-    stack: Stack, cluster: Cluster, ns: str, aws: Aws, instances: InstanceAgent
+def test_failing_checks_block_promotion_and_leave_no_instance(
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
 ) -> None:
-    # Nothing serves port 2999 on the instances: the check fails.
-    failing = app("flaky", [{"tcp": {"port": 2222}}, {"tcp": {"port": 2999}, "timeout": "4s"}])
+    # Nothing serves port 2999 on the machines, and the command exits 1: both checks fail.
+    failing = app(
+        "flaky",
+        [
+            {"tcp": {"port": 22}},
+            {"tcp": {"port": 2999}, "timeout": "4s"},
+            {"name": "marker", "command": {"run": "test -e /etc/never-baked"}, "timeout": "30s"},
+        ],
+    )
     cluster.apply([failing, channels("flaky")[0]], ns)
 
     def settled() -> dict[str, Any] | None:
@@ -213,11 +220,13 @@ def test_a_failing_check_blocks_promotion_and_leaves_no_instance(
         failed = validated and (validated["status"], validated["reason"]) == ("False", "ValidationFailed")
         return build if failed else None
 
-    build = polling.until(settled, timeout=180, what="flaky-1 to fail validation")
+    build = polling.until(settled, timeout=600, what="flaky-1 to fail validation")
     ready = condition_of(build, "Ready")
     assert ready and ready["reason"] == "ValidationFailed" and "tcp-2999" in ready["message"], ready
     passed = {c["name"]: c["passed"] for v in build["status"]["validation"] for c in v["checks"]}
-    assert passed == {"tcp-2222": True, "tcp-2999": False}
+    assert passed == {"tcp-22": True, "tcp-2999": False, "marker": False}
+    messages = [c["message"] for v in build["status"]["validation"] for c in v["checks"] if c["name"] == "marker"]
+    assert all("exited 1, expected 0" in m for m in messages), messages
     polling.until(lambda: validation_instances(aws, "flaky") == [], what="validation instances to terminate")
 
     def waiting() -> dict[str, Any] | None:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from goldenimage.local.binaries import MissingBinariesError, find
-from goldenimage.local.stack import BIN
+from goldenimage_dev.binaries import MissingBinariesError, find
+from goldenimage_dev.stack import BIN
 from support import components, procs
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(1560)
 def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
     components.packer()
     try:
@@ -26,14 +26,14 @@ def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
         components.missing("the control plane binaries", str(exc))
     directory = tmp_path / "demo"
     demo = subprocess.Popen(
-        [str(BIN / "goldenimage"), "demo", "--no-wait", f"--dir={directory}"],
+        [str(BIN / "goldenimage-dev"), "demo", "--no-wait", f"--dir={directory}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
-        out, err = demo.communicate(timeout=900)
+        out, err = demo.communicate(timeout=1500)
     finally:
         if demo.poll() is None:  # timed out: the demo and everything in its session go
             os.killpg(demo.pid, signal.SIGKILL)
@@ -53,6 +53,13 @@ def test_demo_builds_promotes_and_rolls_back(tmp_path: Path) -> None:
         "kubectl golden rollback web-prod: imagechannel/web-prod: spec.version set to 1",
         "ImageChannel web-prod -> version 1 (Rollback",
         "(version 1 again)",
+        "ImageChannel web-gcp-candidate -> version 2 (LatestValidated",
+        "ImageChannel web-azure-candidate -> version 2 (LatestValidated",
+        "image family web-base-candidate resolves to web-base-candidate-web-base-gcp-1",
+        "kubectl golden rollback web-gcp-candidate: imagechannel/web-gcp-candidate: spec.version set to 1",
+        "gallery image web-base's latest is 1.0.1 (version 1 again)",
+        "ImageChannel web-gcp-candidate -> version 2 (Revoked",
+        "gallery image web-base's latest is 2.0.1 (version 1 is revoked)",
         "imagechannel.goldenimage.io/web-prod",
     ):
         assert line in out, f"missing {line!r} in:\n{out[-3000:]}"

@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
+from goldenimage.api import labels
+from goldenimage.api.errors import CloudError, ForeignArtifactError, SourceNotFoundError
 from goldenimage.api.goldenimage import Target
-from goldenimage.clouds.aws import REVOKED_TAG, Aws
-from goldenimage.clouds.base import CloudError, ForeignArtifactError, Pointer, SourceNotFoundError
-from goldenimage.local.aws import CREDENTIALS, NEWEST_RHEL9, Moto
-from goldenimage.packer import tags
+from goldenimage.api.imagechannel import AwsPublish
+from goldenimage.api.labels import REVOKED
+from goldenimage.clouds.aws.adapter import AwsApi
+from goldenimage.clouds.base import Pointer, PublishScope
+from goldenimage_dev.aws import CREDENTIALS, NEWEST_DEBIAN12, Moto
 from support import procs
 
 pytestmark = pytest.mark.integration
@@ -32,46 +35,46 @@ def moto() -> Iterator[Moto]:
 
 
 @pytest.fixture
-def aws(moto: Moto) -> Aws:
-    return Aws(endpoint_url=moto.endpoint, credentials=CREDENTIALS)
+def aws(moto: Moto) -> AwsApi:
+    return AwsApi(endpoint_url=moto.endpoint, credentials=CREDENTIALS)
 
 
-def _labels(build_id: str, target: str = "aws", attempt: int = 1) -> list[dict[str, str]]:
-    labels = {tags.BUILD_ID: build_id, tags.TARGET: target, tags.ATTEMPT: str(attempt)}
-    return [{"Key": k, "Value": v} for k, v in labels.items()]
+def _tags(build_id: str, target: str = "aws", attempt: int = 1) -> list[dict[str, str]]:
+    tags = {labels.BUILD_ID: build_id, labels.TARGET: target, labels.ATTEMPT: str(attempt)}
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
-def _builder(aws: Aws, build_id: str, attempt: int, *, tag_group: bool) -> tuple[str, str, str]:
+def _builder(aws: AwsApi, build_id: str, attempt: int, *, tag_group: bool) -> tuple[str, str, str]:
     """What Packer creates for one attempt: key pair, temporary group, tagged instance."""
     ec2 = aws.ec2(REGION)
     pair = f"packer-{build_id}-aws-a{attempt}"
     ec2.create_key_pair(KeyName=pair)
     group = ec2.create_security_group(GroupName=f"packer_{build_id}-{attempt}", Description="Temporary group")
     if tag_group:
-        ec2.create_tags(Resources=[group["GroupId"]], Tags=_labels(build_id, attempt=attempt))
+        ec2.create_tags(Resources=[group["GroupId"]], Tags=_tags(build_id, attempt=attempt))
     instance = ec2.run_instances(
-        ImageId=NEWEST_RHEL9,
+        ImageId=NEWEST_DEBIAN12,
         MinCount=1,
         MaxCount=1,
         KeyName=pair,
         SecurityGroupIds=[group["GroupId"]],
-        TagSpecifications=[{"ResourceType": "instance", "Tags": _labels(build_id, attempt=attempt)}],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(build_id, attempt=attempt)}],
     )["Instances"][0]["InstanceId"]
     return pair, group["GroupId"], instance
 
 
-def _image(aws: Aws, build_id: str | None, name: str) -> str:
+def _image(aws: AwsApi, build_id: str | None, name: str) -> str:
     ec2 = aws.ec2(REGION)
-    instance = ec2.run_instances(ImageId=NEWEST_RHEL9, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    instance = ec2.run_instances(ImageId=NEWEST_DEBIAN12, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     request: dict[str, Any] = {"InstanceId": instance, "Name": name}
     if build_id is not None:
-        request["TagSpecifications"] = [{"ResourceType": "image", "Tags": _labels(build_id)}]
+        request["TagSpecifications"] = [{"ResourceType": "image", "Tags": _tags(build_id)}]
     image: str = ec2.create_image(**request)["ImageId"]
     ec2.terminate_instances(InstanceIds=[instance])
     return image
 
 
-def test_a_sweep_takes_only_its_attempt_including_an_untagged_temporary_group(aws: Aws) -> None:
+def test_a_sweep_takes_only_its_attempt_including_an_untagged_temporary_group(aws: AwsApi) -> None:
     # Attempt 1 was killed before the runner could tag its group; attempt 2 still runs.
     pair1, group1, instance1 = _builder(aws, "sweep-1-abc", 1, tag_group=False)
     pair2, group2, instance2 = _builder(aws, "sweep-1-abc", 2, tag_group=True)
@@ -95,14 +98,14 @@ def test_a_sweep_takes_only_its_attempt_including_an_untagged_temporary_group(aw
     assert aws.leftovers("sweep-1-abc", [REGION], "aws", 1) == []
 
 
-def test_the_runner_tags_the_temporary_group_for_the_sweep(aws: Aws) -> None:
+def test_the_runner_tags_the_temporary_group_for_the_sweep(aws: AwsApi) -> None:
     group = aws.ec2(REGION).create_security_group(GroupName="packer_0123-tagged", Description="Temporary group")
-    aws.tag_security_group(REGION, "packer_0123-tagged", {tags.BUILD_ID: "tagged-1-abc", tags.TARGET: "aws"})
+    aws.tag_security_group(REGION, "packer_0123-tagged", {labels.BUILD_ID: "tagged-1-abc", labels.TARGET: "aws"})
     found = aws.leftovers("tagged-1-abc", [REGION], "aws")
     assert [(r.kind, r.id) for r in found] == [("security-group", group["GroupId"])]
 
 
-def test_deleting_an_artifact_needs_the_builds_tag_and_takes_its_snapshots(aws: Aws) -> None:
+def test_deleting_an_artifact_needs_the_builds_tag_and_takes_its_snapshots(aws: AwsApi) -> None:
     ec2 = aws.ec2(REGION)
     foreign = _image(aws, None, "somebody-elses")
     with pytest.raises(ForeignArtifactError, match="does not carry"):
@@ -121,7 +124,7 @@ def test_deleting_an_artifact_needs_the_builds_tag_and_takes_its_snapshots(aws: 
     assert aws.delete_artifact(REGION, mine, "mine-1-abc") == []
 
 
-def test_a_revoked_image_is_no_longer_a_source(aws: Aws) -> None:
+def test_a_revoked_image_is_no_longer_a_source(aws: AwsApi) -> None:
     target = Target.model_validate(
         {
             "name": "aws",
@@ -135,17 +138,20 @@ def test_a_revoked_image_is_no_longer_a_source(aws: Aws) -> None:
     assert picked in images
     aws.deprecate(REGION, picked, "CVE-2026-0001")
     described = aws.ec2(REGION).describe_images(ImageIds=[picked])["Images"][0]
-    assert {t["Key"]: t["Value"] for t in described["Tags"]}[REVOKED_TAG] == "CVE-2026-0001"
+    assert {t["Key"]: t["Value"] for t in described["Tags"]}[REVOKED] == "CVE-2026-0001"
     assert aws.resolve_source(target) == (images - {picked}).pop()
 
 
-def test_publication_moves_the_parameter_and_the_tag_and_leaves_foreign_parameters_alone(aws: Aws) -> None:
+def test_publication_moves_the_parameter_and_the_tag_and_leaves_foreign_parameters_alone(aws: AwsApi) -> None:
     ssm = aws.client("ssm", REGION)
     v1, v2 = _image(aws, "pub-1-abc", "pub-1"), _image(aws, "pub-2-abc", "pub-2")
+    owned = [{"Key": labels.NAMESPACE, "Value": "team-a"}, {"Key": labels.IMAGE, "Value": "pub"}]
     for image in (v1, v2):
-        aws.ec2(REGION).create_tags(Resources=[image], Tags=[{"Key": tags.NAMESPACE, "Value": "team-a"}])
-    publish = {"ssmParameter": "/golden/pub/prod", "tag": {"key": "channel/prod", "value": "true"}}
-    scope = {tags.NAMESPACE: "team-a"}
+        aws.ec2(REGION).create_tags(Resources=[image], Tags=owned)
+    publish = AwsPublish.model_validate(
+        {"ssmParameter": "/golden/pub/prod", "tag": {"key": "channel/prod", "value": "true"}}
+    )
+    scope = PublishScope(namespace="team-a", image="pub", channel="prod")
 
     def tagged() -> set[str]:
         found = aws.ec2(REGION).describe_images(Filters=[{"Name": "tag:channel/prod", "Values": ["true"]}])
@@ -162,6 +168,7 @@ def test_publication_moves_the_parameter_and_the_tag_and_leaves_foreign_paramete
     assert tagged() == {v2}
 
     ssm.put_parameter(Name="/golden/pub/foreign", Value="not an AMI", Type="String")
+    foreign = AwsPublish(ssm_parameter="/golden/pub/foreign")
     with pytest.raises(CloudError, match="not an aws:ec2:image parameter"):
-        aws.publish(scope, {"ssmParameter": "/golden/pub/foreign"}, [Pointer("aws", REGION, v2)], [])
+        aws.publish(scope, foreign, [Pointer("aws", REGION, v2)], [])
     assert ssm.get_parameter(Name="/golden/pub/foreign")["Parameter"]["Value"] == "not an AMI"

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from goldenimage.kube.client import IMAGECHANNELS, ConflictError, Kube
+from goldenimage.api.errors import ConflictError
+from goldenimage.kube.client import IMAGECHANNELS, Kube
 from support.cluster import Cluster
 from support.manifests import image_channel
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from goldenimage.local import processes
-from goldenimage.local.executor import CONTAINER_ENV
+from goldenimage_dev import processes
+from goldenimage_dev.executor import CONTAINER_ENV
 from support import polling, procs
 from support.cluster import Cluster, condition_of
 

@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 
-from goldenimage.api.imagechannel import ImageChannelStatus
+from goldenimage.api.errors import GoneError, OwnedByAnotherError
 from goldenimage.api.resources import ImageChannel
-from goldenimage.clouds.registry import Clouds
+from goldenimage.clouds.adapters import Adapters
 from goldenimage.config import Config
-from goldenimage.handlers import imagechannels
-from goldenimage.handlers.context import Operator
-from goldenimage.kube.client import CONFIGMAPS, Kube, NotFoundError, OwnedByAnotherError
+from goldenimage.kube.client import CONFIGMAPS, IMAGECHANNELS, Kube
+from goldenimage.kube.credentials import CloudAccess
+from goldenimage.kube.execute import Executor
+from goldenimage.kube.ledger import PublicationLedger
+from goldenimage.reconcile.actions import PublishConfigMap
 from support.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -42,7 +44,7 @@ def test_create_adopts_only_what_the_same_owner_made(cluster: Cluster, namespace
         assert again["metadata"]["uid"] == first["metadata"]["uid"]  # adopted, not created twice
         with pytest.raises(OwnedByAnotherError):
             await kube.create(CONFIGMAPS, namespace, config_map("00000000-0000-0000-0000-000000000000"))
-        with pytest.raises(NotFoundError):
+        with pytest.raises(GoneError):
             await kube.merge_patch(CONFIGMAPS, namespace, "missing", {"data": {"a": "b"}})
 
     asyncio.run(scenario())
@@ -61,7 +63,11 @@ def test_a_channel_never_takes_over_a_config_map_it_does_not_own(cluster: Cluste
     }
     cluster.apply(channel, namespace)
     body = cluster.get("imagechannel", "web-prod", "-n", namespace)
-    op = Operator(config=Config(), kube=Kube(cluster.api), clouds=Clouds(Config()))
-    with pytest.raises(imagechannels.PublishError, match="is not this channel's"):
-        asyncio.run(imagechannels.publish_config_map(op, ImageChannel.model_validate(body), ImageChannelStatus()))
+    kube = Kube(cluster.api)
+    ledger = PublicationLedger()
+    executor = Executor(kube, CloudAccess(kube, Adapters(Config())), Config(), ledger)
+    write = PublishConfigMap("taken", {"version": "1"}, key="k1")
+    asyncio.run(executor.execute(IMAGECHANNELS, body, ImageChannel.model_validate(body), None, [write]))
+    outcome = ledger.outcomes(body["metadata"]["uid"])["configMap"]
+    assert not outcome.ok and "is not this channel's" in outcome.message
     assert cluster.get("configmap", "taken", "-n", namespace)["data"] == {"a": "b"}

@@ -20,14 +20,25 @@ def condition(type_: str, status: str, reason: str) -> dict[str, str]:
     return {"type": type_, "status": status, "reason": reason, "message": "", "lastTransitionTime": NOW}
 
 
-def build(cluster: Cluster, ns: str, version: int, *, validated: bool = True, revoked: str | None = None) -> None:
+def build(
+    cluster: Cluster,
+    ns: str,
+    version: int,
+    *,
+    validated: bool = True,
+    revoked: str | None = None,
+    missing: bool = False,
+) -> None:
     cluster.apply(image_build("web-base", version, revoked=revoked), ns)
     ready = condition("Ready", "True", "Validated") if validated else condition("Ready", "False", "ValidationFailed")
+    artifact = {"region": "eu-west-1", "id": f"ami-00000000000000{version:03d}"}
     status = {
+        "targets": [{"name": "aws-eu", "cloud": "aws", "phase": "Succeeded", "artifacts": [artifact]}],
+        "missingArtifacts": [{"target": "aws-eu", **artifact}] if missing else [],
         "conditions": [
             condition("Validated", "True" if validated else "False", "Validated" if validated else "ValidationFailed"),
             ready,
-        ]
+        ],
     }
     cluster.patch_status("imagebuild", f"web-base-{version}", ns, {"status": status})
 
@@ -51,6 +62,7 @@ def test_promote_sets_spec_version_and_refuses_unusable_versions(cluster: Cluste
     build(cluster, namespace, 1)
     build(cluster, namespace, 2, validated=False)
     build(cluster, namespace, 3, revoked="CVE-2026-1234")
+    build(cluster, namespace, 4, missing=True)
     channel(cluster, namespace, 1, [])
     dry = cluster.golden(namespace, "promote", "web-prod", "--version", "1", "--dry-run")
     assert dry.returncode == 0 and '--type=merge -p \'{"spec": {"version": 1}}\'' in dry.stdout
@@ -58,6 +70,7 @@ def test_promote_sets_spec_version_and_refuses_unusable_versions(cluster: Cluste
     for version, error in (
         ("2", "is not validated (ValidationFailed"),
         ("3", "is revoked: CVE-2026-1234"),
+        ("4", "lost artifacts: ami-00000000000000004 in eu-west-1"),
         ("9", "has no ImageBuild"),
     ):
         refused = cluster.golden(namespace, "promote", "web-prod", "--version", version)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from goldenimage.local.binaries import Binaries, MissingBinariesError, find
-from goldenimage.local.controlplane import ControlPlane
+from goldenimage_dev.binaries import Binaries, MissingBinariesError, find
+from goldenimage_dev.controlplane import ControlPlane
 from support import components, procs
 from support.cluster import start_local
 

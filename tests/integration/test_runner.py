@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from goldenimage.local import processes
-from goldenimage.runner.result import decode
-from support import components, polling
+from goldenimage.api.result import decode
+from goldenimage_dev import processes
+from support import components, polling, recipes
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,7 @@ def build_command(tmp_path: Path, text: str, *extra: str) -> list[str]:
     packer = components.packer()
     (tmp_path / "inputs").mkdir(exist_ok=True)
     (tmp_path / "inputs" / "main.pkr.hcl").write_text(text)
+    (tmp_path / "inputs" / "recipe.json").write_text(json.dumps({"targets": [recipes.AWS_TARGET]}))
     return [
         *RUNNER,
         "build",
@@ -70,6 +71,7 @@ def build_command(tmp_path: Path, text: str, *extra: str) -> list[str]:
         f"--work-dir={tmp_path}/work",
         f"--result={tmp_path}/result",
         "--user-template",
+        f"--target={recipes.AWS_TARGET['name']}",
         "--var=build_id=b-1",
         f"--packer={packer}",
         *extra,
@@ -100,7 +102,8 @@ def run(
 def test_success_reports_the_manifest_artifacts(tmp_path: Path) -> None:
     code, output, result = run(tmp_path, template('"echo building"'))
     assert code == 0, output
-    assert result["ok"] is True and result["artifacts"] == [{"region": "", "id": "Null"}]
+    # The null builder's artifact carries no region: the target's cloud places it.
+    assert result["ok"] is True and result["artifacts"] == [{"region": "eu-west-1", "id": "Null", "state": ""}]
     assert result["runUuid"] and result["packerVersion"]
     assert "building" in output
     assert decode(json.dumps(result)).ok
@@ -114,11 +117,14 @@ def test_invalid_template_is_permanent_with_packers_message(tmp_path: Path) -> N
     assert 'An argument named "bogus_key" is not expected here' in str(result["message"])
 
 
-def test_failed_build_is_retryable_with_the_error(tmp_path: Path) -> None:
-    code, _, result = run(tmp_path, template('"echo disk full >&2", "exit 7"'))
+def test_failed_build_is_retryable_with_the_error_and_what_the_step_said(tmp_path: Path) -> None:
+    code, _, result = run(tmp_path, template('"echo step one", "echo disk full >&2", "exit 7"'))
     assert code == 4
     assert result["errorClass"] == "Retryable"
-    assert "exit status 7" in str(result["message"]) or "non-zero exit status" in str(result["message"])
+    message = str(result["message"])
+    assert "non-zero exit status: 7" in message
+    # The step's own words, not Packer's summary lines, follow the error.
+    assert message.endswith("last output: step one | disk full"), message
 
 
 def test_secrets_never_reach_output_or_result(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import yaml
 from kubernetes import client, config
 
 from goldenimage import paths
-from goldenimage.local.binaries import Binaries
-from goldenimage.local.cluster import LocalCluster
-from goldenimage.local.stack import BIN
+from goldenimage_dev.binaries import Binaries
+from goldenimage_dev.cluster import LocalCluster
+from goldenimage_dev.stack import BIN
 
 PLUGIN = str(BIN / "kubectl-golden")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from goldenimage.clouds.aws import Aws
+from goldenimage.clouds.aws.adapter import AwsApi
 
 
-def running_instances(aws: Aws, regions: Iterable[str], tags: Mapping[str, str]) -> list[str]:
+def running_instances(aws: AwsApi, regions: Iterable[str], tags: Mapping[str, str]) -> list[str]:
     """IDs of the instances with all of `tags` in `regions` that are not terminated or on their way."""
     filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
     return [

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from goldenimage.api.resources import API_VERSION
+from goldenimage.api.group import API_VERSION
 
 from . import recipes
 
 
 def golden_image(name: str, *, target: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    """A GoldenImage with one AWS target, named aws, that `target` describes."""
+    """A GoldenImage with one AWS target, named aws, that `target` describes (logging in as the
+    Debian images' user unless it says otherwise)."""
     return {
         "apiVersion": API_VERSION,
         "kind": "GoldenImage",
         "metadata": {"name": name},
-        "spec": {"targets": [{"name": "aws", "aws": target}], **spec},
+        "spec": {"targets": [{"name": "aws", "aws": {"sshUsername": "admin", **target}}], **spec},
     }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goldenimage.local import processes
-from goldenimage.local.executor import CONTAINER_ENV
+from goldenimage_dev import processes
+from goldenimage_dev.executor import CONTAINER_ENV
 
 # Processes the fixtures started: the run fails if any outlives it.
 STARTED: list[int] = []

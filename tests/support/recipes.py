@@ -8,7 +8,7 @@ import yaml
 
 from goldenimage.api import GoldenImage
 from goldenimage.api.goldenimage import GoldenImageSpec
-from goldenimage.packer.render import BuildContext
+from goldenimage.api.identity import BuildIdentity
 
 from . import examples
 
@@ -34,6 +34,11 @@ AWS_TARGET: dict[str, Any] = {
 }
 
 # The build the template tests render for.
-CTX = BuildContext(
-    namespace="platform", image="web-base", build="web-base-7", version=7, build_id="web-base-7-1a2b3c4d"
+CTX = BuildIdentity(
+    namespace="platform",
+    image="web-base",
+    build="web-base-7",
+    version=7,
+    uid="1a2b3c4d-0000",
+    build_id="web-base-7-1a2b3c4d",
 )

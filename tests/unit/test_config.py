@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from goldenimage.config import Config, ConfigError
+from goldenimage.config import Config, ConfigurationError
 
 
 def test_defaults() -> None:
@@ -47,5 +47,5 @@ def test_settings_from_the_environment() -> None:
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], error: str) -> None:
-    with pytest.raises(ConfigError, match=error):
+    with pytest.raises(ConfigurationError, match=error):
         Config.from_env(env)

@@ -63,7 +63,7 @@ def test_aws_example_is_the_rhel9_web_base() -> None:
     (image,) = [i for i in _all(GoldenImage) if i.metadata.name == "web-base"]
     target = image.spec.targets[0]
     assert target.aws is not None and target.aws.copy_to_regions, "built in two regions"
-    assert target.aws.source.ami_filter is not None and "RHEL-9" in target.aws.source.ami_filter.name
+    assert target.aws.source.ami_filter is not None and "debian-12" in target.aws.source.ami_filter.name
     kinds = [next(k for k in ("shell", "ansible", "file") if getattr(p, k)) for p in image.spec.provisioners]
     assert kinds == ["shell", "ansible", "shell"]
     assert image.spec.tags["Role"] == "web"

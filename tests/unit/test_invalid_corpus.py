@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from goldenimage.api import RESOURCES
-from goldenimage.api.errors import describe
+from goldenimage.api.messages import describe
 from support import corpus
 
 CASES = corpus.load()

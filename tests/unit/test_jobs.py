@@ -6,11 +6,12 @@ import json
 import re
 from typing import Any
 
+from goldenimage.api import names
 from goldenimage.api.goldenimage import SUPPLIED_VARIABLES
 from goldenimage.api.imagebuild import ImageBuildSpec
 from goldenimage.api.resources import ImageBuild, ObjectMeta
 from goldenimage.config import Config
-from goldenimage.kube import jobs, names
+from goldenimage.kube import jobs
 from support import recipes, snapshots
 
 CONFIG = Config(runner_image="ghcr.io/goldenimage/packer-runner:0.1.0", runner_env={"HTTPS_PROXY": "http://proxy:3128"})
@@ -66,7 +67,7 @@ def test_restricted_pod_security_and_no_api_token() -> None:
 
 def test_identity_and_ownership() -> None:
     job = make()
-    assert job["metadata"]["name"] == "web-base-7-aws-eu-1"
+    assert job["metadata"]["name"] == names.build_job("web-base-7", "aws-eu", 1)
     (owner,) = job["metadata"]["ownerReferences"]
     assert owner["kind"] == "ImageBuild" and owner["name"] == "web-base-7" and owner["controller"] is True
     labels = job["metadata"]["labels"]
@@ -120,7 +121,7 @@ def test_long_names_fit_in_a_label() -> None:
     name = names.build_job("a" * 40 + "-123456", "t" * 32, 10)
     assert len(name) <= 63
     assert name != names.build_job("a" * 40 + "-123456", "t" * 32, 11)
-    assert names.build_job("web-base-7", "aws-eu", 2) == "web-base-7-aws-eu-2"
+    assert re.fullmatch(r"web-base-7-aws-eu-2-[0-9a-f]{8}", names.build_job("web-base-7", "aws-eu", 2))
     assert names.build_id("web-base-7", "1a2b3c4d-aaaa-bbbb-cccc-dddddddddddd") == "web-base-7-1a2b3c4d"
     # Cut before a dot or a dash, the hash still follows a letter or digit.
     cut = names.fit("a" * 53 + ".b" * 10)
@@ -142,7 +143,7 @@ def test_validation_job_of_one_artifact() -> None:
         "web-base-7", made.spec.recipe.targets[0].name, "us-east-1", 1
     )
     assert job["metadata"]["labels"]["goldenimage.io/region"] == "us-east-1"
-    assert job["metadata"]["labels"]["goldenimage.io/role"] == "validate"
+    assert job["metadata"]["labels"]["goldenimage.io/role"] == "validation"
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[0] == "validate" and "--image=ami-0123456789abcdef0" in args and "--region=us-east-1" in args
     instance_tags = json.loads(next(a for a in args if a.startswith("--tags=")).removeprefix("--tags="))

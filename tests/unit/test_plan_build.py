@@ -3,18 +3,25 @@ errors, stuck Pods, blocked builds and the conditions that summarize them."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from goldenimage.api import labels, names
 from goldenimage.api.conditions import find
 from goldenimage.api.imagebuild import Artifact as Recorded
 from goldenimage.api.imagebuild import ImageBuildStatus, TargetStatus
+from goldenimage.api.labels import FINALIZER
 from goldenimage.api.resources import ImageBuild
-from goldenimage.kube.results import JobOutcome
+from goldenimage.api.result import CheckOutcome, ReportedArtifact, Result
+from goldenimage.clouds import registry
+from goldenimage.clouds.gcp.kind import Gcp
 from goldenimage.packer.inputs import digest
 from goldenimage.reconcile.actions import (
+    AddFinalizer,
     CreateInputs,
     CreateJob,
     CreateValidationJob,
@@ -24,7 +31,7 @@ from goldenimage.reconcile.actions import (
     SweepAttempt,
 )
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
-from goldenimage.runner.result import Artifact, CheckOutcome, Result
+from goldenimage.reconcile.outcomes import JobOutcome
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SETTINGS = BuildSettings(retry_base=timedelta(seconds=30), retry_cap=timedelta(minutes=5))
@@ -60,7 +67,13 @@ def build(
     }
     return ImageBuild.model_validate(
         {
-            "metadata": {"name": "web-base-7", "namespace": "platform", "uid": "1a2b3c4d-0000", "generation": 1},
+            "metadata": {
+                "name": "web-base-7",
+                "namespace": "platform",
+                "uid": "1a2b3c4d-0000",
+                "generation": 1,
+                "finalizers": [FINALIZER],
+            },
             "spec": {
                 "image": "web-base",
                 "version": 7,
@@ -85,7 +98,7 @@ def building(attempt: int = 1, name: str = "aws-eu", cloud: str = "aws") -> Targ
         cloud=cloud,
         phase="Building",
         attempt=attempt,
-        job_name=f"web-base-7-{name}-{attempt}",
+        job_name=names.build_job("web-base-7", name, attempt),
         started_at=NOW,
     )
 
@@ -93,12 +106,12 @@ def building(attempt: int = 1, name: str = "aws-eu", cloud: str = "aws") -> Targ
 def job(
     state: str, attempt: int = 1, target: str = "aws-eu", result: Result | None = None, **kw: Any
 ) -> dict[str, JobOutcome]:
-    name = f"web-base-7-{target}-{attempt}"
+    name = names.build_job("web-base-7", target, attempt)
     return {name: JobOutcome(name=name, target=target, attempt=attempt, state=state, result=result, **kw)}  # type: ignore[arg-type]
 
 
 def ok(*pairs: tuple[str, str]) -> Result:
-    return Result(ok=True, artifacts=[Artifact(region=r, id=i) for r, i in pairs], packer_version="1.6.6")
+    return Result(ok=True, artifacts=[ReportedArtifact(region=r, id=i) for r, i in pairs], packer_version="1.6.6")
 
 
 def failed(message: str, error_class: str = "Retryable") -> Result:
@@ -108,9 +121,16 @@ def failed(message: str, error_class: str = "Retryable") -> Result:
 def validation_job(
     state: str, result: Result | None = None, region: str = "eu-west-1", **kw: Any
 ) -> dict[str, JobOutcome]:
-    name = f"web-base-7-aws-eu-v-{region}-1"
+    name = names.validation_job("web-base-7", "aws-eu", region, 1)
     outcome = JobOutcome(
-        name=name, target="aws-eu", attempt=1, state=state, role="validate", region=region, result=result, **kw
+        name=name,
+        target="aws-eu",
+        attempt=1,
+        state=state,
+        role=labels.ROLE_VALIDATION,
+        region=region,
+        result=result,
+        **kw,
     )  # type: ignore[arg-type]
     return {name: outcome}
 
@@ -187,7 +207,7 @@ def test_running_job_is_adopted() -> None:
     result = plan(build(), observe(jobs=job("Active")), SETTINGS)
     assert kinds(result.actions) == []
     assert result.status.targets[0].phase == "Building"
-    assert result.status.targets[0].job_name == "web-base-7-aws-eu-1"
+    assert result.status.targets[0].job_name == names.build_job("web-base-7", "aws-eu", 1)
 
 
 def test_success_records_every_artifact_by_region() -> None:
@@ -213,14 +233,22 @@ def test_success_records_every_artifact_by_region() -> None:
     assert condition(result.status) == ("False", "Validating")
 
 
-def test_artifacts_without_a_region_take_the_targets() -> None:
-    status = ImageBuildStatus(targets=[building(), building(name="gcp-eu", cloud="gcp")])
-    outcomes = {
-        **job("Succeeded", result=ok(("eu-west-1", "ami-1"))),
-        **job("Succeeded", target="gcp-eu", result=ok(("", "web-base-7-1a2b3c4d-a1"))),
-    }
-    result = plan(build(2, status=status), observe(jobs=outcomes), SETTINGS)
-    assert result.status.targets[1].artifacts[0].region == "global"
+def test_artifacts_reported_outside_the_targets_regions_fail_it_for_good() -> None:
+    """A result is a claim: an artifact in a region the target does not build in is refused."""
+    status = ImageBuildStatus(targets=[building()])
+    outcomes = job("Succeeded", result=ok(("eu-west-1", "ami-1"), ("ap-south-1", "ami-2"), ("", "ami-3")))
+    result = plan(build(status=status), observe(jobs=outcomes), SETTINGS)
+    (target,) = result.status.targets
+    assert (target.phase, target.error_class, target.artifacts) == ("Failed", "Permanent", [])
+    assert "ami-2 in ap-south-1, ami-3 in no region" in target.message
+    assert SweepAttempt("aws-eu", 1) in result.actions
+
+
+def test_a_build_without_the_finalizer_gets_it() -> None:
+    found = build()
+    bare = found.model_copy(update={"metadata": found.metadata.model_copy(update={"finalizers": []})})
+    assert AddFinalizer() in plan(bare, observe(), SETTINGS).actions
+    assert AddFinalizer() not in plan(found, observe(), SETTINGS).actions
 
 
 def test_retryable_failure_retries_as_a_new_attempt_after_backoff() -> None:
@@ -244,7 +272,7 @@ def test_the_next_attempt_waits_for_its_time_then_starts() -> None:
     assert kinds(early.actions) == [] and early.requeue_after == timedelta(seconds=10)
     due = plan(build(status=ImageBuildStatus(targets=[pending])), observe(now=NOW + timedelta(seconds=10)), SETTINGS)
     assert kinds(due.actions) == [CreateJob("aws-eu", 2)]
-    assert due.status.targets[0].job_name == "web-base-7-aws-eu-2"
+    assert due.status.targets[0].job_name == names.build_job("web-base-7", "aws-eu", 2)
 
 
 @pytest.mark.parametrize(("attempt", "wait"), [(1, 30), (2, 60), (3, 120), (4, 240), (5, 300), (9, 300)])
@@ -304,7 +332,7 @@ def test_a_pod_that_cannot_start_fails_permanently_and_its_job_goes() -> None:
     status = ImageBuildStatus(targets=[building()])
     outcome = job("Active", stuck='CreateContainerConfigError: secret "rhsm" not found')
     result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
-    assert kinds(result.actions) == [DeleteJob("web-base-7-aws-eu-1"), SweepAttempt("aws-eu", 1)]
+    assert kinds(result.actions) == [DeleteJob(names.build_job("web-base-7", "aws-eu", 1)), SweepAttempt("aws-eu", 1)]
     assert result.status.targets[0].phase == "Failed"
     assert "secret" in result.status.targets[0].message
 
@@ -345,6 +373,39 @@ def test_succeeded_result_from_a_failed_job_is_still_recorded() -> None:
 # -- validation ------------------------------------------------------------------------------------
 
 
+def test_jobs_an_earlier_release_named_are_still_found_by_the_name_the_status_recorded() -> None:
+    """Job names gained a hash; a build or validation running across the upgrade is still seen
+    through the name its status recorded, and keeps that name."""
+    old = "web-base-7-aws-eu-1"
+    status = ImageBuildStatus(targets=[building().model_copy(update={"job_name": old})])
+    outcome = JobOutcome(name=old, target="aws-eu", attempt=1, state="Succeeded", result=ok(("eu-west-1", "ami-1")))
+    done = plan(build(status=status), observe(jobs={old: outcome}), SETTINGS)
+    assert done.status.targets[0].phase == "Succeeded"
+
+    active = dataclasses.replace(outcome, state="Active", result=None)
+    running = plan(build(status=status), observe(jobs={old: active}), SETTINGS)
+    assert (running.status.targets[0].phase, running.status.targets[0].job_name) == ("Building", old)
+    assert kinds(running.actions) == []
+
+
+def test_a_job_is_the_result_of_what_its_labels_say_not_of_its_name() -> None:
+    """A succeeded Job of the validation's name that says it is something else (another target,
+    region, attempt or a build Job) never validates the artifact."""
+    status = ImageBuildStatus(targets=[built()])
+    running = plan(build(status=status), observe(), SETTINGS)
+    (name,) = validation_job("Active")
+    for other in ({"target": "aws-us"}, {"region": "us-east-1"}, {"attempt": 2}, {"role": labels.ROLE_BUILD}):
+        impostor = JobOutcome(
+            **{"name": name, "target": "aws-eu", "attempt": 1, "region": "eu-west-1", "state": "Succeeded"}
+            | {"role": labels.ROLE_VALIDATION, "result": validate_ok()}
+            | other  # type: ignore[arg-type]
+        )
+        done = plan(build(status=running.status), observe(jobs={name: impostor}), SETTINGS)
+        (entry,) = done.status.validation
+        assert entry.phase != "Passed", other
+        assert condition(done.status, "Validated") != ("True", "Validated")
+
+
 def test_validation_passes_then_the_build_is_ready() -> None:
     status = ImageBuildStatus(targets=[built()])
     running = plan(build(status=status), observe(jobs=validation_job("Active")), SETTINGS)
@@ -355,6 +416,24 @@ def test_validation_passes_then_the_build_is_ready() -> None:
     assert (entry.phase, entry.artifact, entry.checks[0].name) == ("Passed", "ami-eu-west-1", "tcp-22")
     assert condition(done.status, "Validated") == ("True", "Validated")
     assert condition(done.status) == ("True", "Validated")
+
+
+def test_artifacts_gone_from_the_cloud_make_the_build_unavailable_until_they_are_back() -> None:
+    status = ImageBuildStatus(targets=[built()])
+    validated = plan(build(status=status), observe(jobs=validation_job("Succeeded", validate_ok())), SETTINGS)
+    assert condition(validated.status, "Available") == ("True", "Present")
+    gone = plan(build(status=validated.status), observe(missing=frozenset({("eu-west-1", "ami-eu-west-1")})), SETTINGS)
+    assert [(m.target, m.region, m.id) for m in gone.status.missing_artifacts] == [
+        ("aws-eu", "eu-west-1", "ami-eu-west-1")
+    ]
+    assert condition(gone.status, "Available") == ("False", "ArtifactsMissing")
+    assert condition(gone.status) == ("False", "ArtifactsMissing")
+    assert [e.reason for e in gone.actions if isinstance(e, Emit)] == ["ArtifactsMissing"]
+    # Not checked in a pass: what the status says stands, and nothing is said twice.
+    unchecked = plan(build(status=gone.status), observe(), SETTINGS)
+    assert unchecked.status == gone.status and unchecked.actions == ()
+    back = plan(build(status=gone.status), observe(missing=frozenset()), SETTINGS)
+    assert back.status.missing_artifacts == [] and condition(back.status) == ("True", "Validated")
 
 
 def test_a_failed_check_blocks_readiness_and_says_which() -> None:
@@ -383,7 +462,13 @@ def test_validation_job_without_a_result_fails_validation() -> None:
     assert "deadline" in result.status.validation[0].message
 
 
-def test_clouds_without_a_validator_are_not_validated() -> None:
+class _GcpWithoutValidator(Gcp):
+    capabilities = replace(Gcp.capabilities, validate=False)
+
+
+def test_clouds_without_a_validator_are_not_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kind whose capabilities lack validate stands in for a cloud added without a validator.
+    monkeypatch.setitem(registry.KINDS, "gcp", _GcpWithoutValidator())
     gcp = TargetStatus(name="gcp-eu", cloud="gcp", phase="Succeeded", artifacts=[Recorded(region="global", id="img")])
     result = plan(build(2, status=ImageBuildStatus(targets=[built(), gcp])), observe(), SETTINGS)
     gcp_entry = next(v for v in result.status.validation if v.target == "gcp-eu")
@@ -421,7 +506,7 @@ def test_revoking_a_build_mid_way_stops_it_and_deprecates_what_was_built() -> No
     status = ImageBuildStatus(targets=[done, running])
     result = plan(build(2, status=status, revoked="CVE-2026-1234"), observe(jobs=job("Active", 1, "gcp-eu")), SETTINGS)
     actions = kinds(result.actions)
-    assert DeleteJob("web-base-7-gcp-eu-1") in actions
+    assert DeleteJob(names.build_job("web-base-7", "gcp-eu", 1)) in actions
     assert [t.phase for t in result.status.targets] == ["Succeeded", "Failed"]
     assert result.status.targets[1].message == "revoked before it was built"
     assert DeprecateArtifacts((("aws-eu", "eu-west-1", "ami-eu-west-1"),), "CVE-2026-1234") in actions

@@ -4,6 +4,8 @@ trimming, and re-planning after a lost concurrent move."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,8 @@ import pytest
 from goldenimage.api.conditions import find
 from goldenimage.api.imagechannel import ChannelArtifact, ChannelEntry, ImageChannelStatus
 from goldenimage.api.resources import ImageChannel
-from goldenimage.reconcile.imagechannel import BuildView, ChannelObservation, ChannelPlan, plan, rollback_target
+from goldenimage.reconcile.imagechannel import ChannelObservation, ChannelPlan, Following, plan, rollback_target
+from goldenimage.reconcile.usable import BuildView
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -92,12 +95,16 @@ def observe(
     upstream_exists: bool = True,
     missing: set[tuple[str, str]] | None = None,
 ) -> ChannelObservation:
+    gone = missing or set()
     return ChannelObservation(
         now=NOW,
-        builds={b.version: b for b in builds},
+        # Artifacts found missing are recorded on their build, where every channel reads them.
+        builds={
+            b.version: dataclasses.replace(b, missing=tuple(a for a in b.artifacts if (a.region, a.id) in gone))
+            for b in builds
+        },
         upstream=ImageChannelStatus(current=upstream) if upstream_exists else None,
         upstream_exists=upstream_exists,
-        missing=frozenset(missing or set()),
     )
 
 
@@ -199,6 +206,38 @@ def test_missing_upstream_channel_is_reported() -> None:
 def test_empty_upstream_channel_is_reported() -> None:
     result = plan(channel(upstream_spec()), observe(good(1), upstream=None))
     assert ready(result)[:2] == ("False", "UpstreamEmpty")
+
+
+def following(chain: tuple[str, ...]) -> dict[str, Following]:
+    """Each channel of `chain` following the next."""
+    return {name: Following(upstream) for name, upstream in itertools.pairwise(chain)}
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [("web-candidate", "web-prod"), ("web-candidate", "web-qa", "web-candidate")],
+    ids=["two-channels", "downstream-of-a-cycle"],
+)
+def test_channels_that_follow_one_another_in_a_cycle_say_so(chain: tuple[str, ...]) -> None:
+    observed = dataclasses.replace(observe(good(1), upstream=None), following=following(chain))
+    result = plan(channel(upstream_spec()), observed)
+    status, reason, message = ready(result)
+    assert (status, reason) == ("False", "UpstreamCycle")
+    assert " -> ".join(("web-prod", *chain)) in message
+    assert version(result) is None
+
+
+def test_a_pinned_or_suspended_channel_breaks_the_loop() -> None:
+    held = {"web-candidate": Following("web-prod", held=True)}
+    observed = dataclasses.replace(observe(good(1), upstream=entry(1, 48 * HOUR)), following=held)
+    assert ready(plan(channel(upstream_spec()), observed))[1] != "UpstreamCycle"
+
+
+def test_a_long_chain_without_a_cycle_is_no_cycle() -> None:
+    observed = dataclasses.replace(
+        observe(good(1), upstream=entry(1, 48 * HOUR)), following=following(("web-candidate", "web-qa", "web-dev"))
+    )
+    assert ready(plan(channel(upstream_spec()), observed))[:2] == ("True", "Promoted")
 
 
 def test_upstream_pointing_at_a_revoked_build_is_not_followed() -> None:

@@ -7,9 +7,11 @@ import re
 import pytest
 from pydantic import ValidationError
 
+from goldenimage import hcl
 from goldenimage.api.goldenimage import SUPPLIED_VARIABLES, GoldenImageSpec
-from goldenimage.packer import hcl, inputs
-from goldenimage.packer.render import BuildContext, Settings, render_target
+from goldenimage.api.identity import BuildIdentity
+from goldenimage.packer import inputs
+from goldenimage.packer.render import Settings, render_target
 from support import recipes, snapshots
 from support.recipes import CTX
 
@@ -45,7 +47,8 @@ def test_every_resource_carries_the_build_tags_and_names_carry_the_build_id(imag
     for attribute in attributes:
         assert re.search(rf"\n  {attribute}\s+= local.resource_tags\n", text), attribute
     name_attribute = {"aws": "ami_name", "gcp": "image_name", "azure": "managed_image_name"}[target.cloud]
-    assert re.search(rf'{name_attribute}\s+= "web-base-7-1a2b3c4d-a\$\{{var.attempt\}}"', text)
+    artifact = f"web-base-7-1a2b3c4d-{target.name}-a"
+    assert re.search(rf'{name_attribute}\s+= "{artifact}\$\{{var.attempt\}}"', text)
     assert 'post-processor "manifest"' in text
 
 
@@ -158,11 +161,12 @@ def test_hcl_strings_escape_quotes_backslashes_and_newlines() -> None:
 
 
 def test_temporary_names_are_per_target_and_fit_the_clouds_limits() -> None:
-    long_ctx = BuildContext(
+    long_ctx = BuildIdentity(
         namespace="n",
         image="i" * 40,
         build="i" * 40 + "-1234567",
         version=1234567,
+        uid="1a2b3c4d",
         build_id="i" * 40 + "-1234567-1a2b3c4d",
     )
     spec = recipes.spec(
@@ -190,3 +194,17 @@ def test_the_variables_a_template_declares_are_supplied_or_secret(image, target)
     secrets = {v.name for v in image.spec.secret_variables}
     assert declared - secrets <= set(SUPPLIED_VARIABLES)
     assert "attempt" in declared and not secrets & set(SUPPLIED_VARIABLES)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("eu", "eu-2"), ("a" * 32, "a" * 31 + "b"), ("web", "web-a1")],
+)
+def test_two_targets_in_one_region_never_name_their_images_alike(first: str, second: str) -> None:
+    aws = {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}
+    spec = GoldenImageSpec.model_validate({"targets": [{"name": first, "aws": aws}, {"name": second, "aws": aws}]})
+    named = [re.search(r'ami_name\s+= "([^"]+)"', _render(spec, t)) for t in (first, second)]
+    assert named[0] and named[1]
+    assert named[0].group(1) != named[1].group(1)
+    # GCE's limit of 63 characters holds even a long name with a two-digit attempt.
+    assert all(len(m.group(1).replace("${var.attempt}", "10")) <= 63 for m in named if m)

@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
-from goldenimage.kube.results import observe
-from goldenimage.runner.result import MAX_BYTES, Artifact, Result, ResultError, decode, encode
+from goldenimage.api.result import MAX_BYTES, ReportedArtifact, Result, ResultError, decode, encode
+from goldenimage.reconcile.outcomes import observe
 
 
 def test_round_trip() -> None:
-    result = Result(ok=True, artifacts=[Artifact(region="eu-west-1", id="ami-1")], packer_version="1.6.6")
+    result = Result(ok=True, artifacts=[ReportedArtifact(region="eu-west-1", id="ami-1")], packer_version="1.6.6")
     assert decode(encode(result)) == result
 
 
 def test_a_long_message_is_shortened_to_fit_but_artifacts_are_kept() -> None:
-    artifacts = [Artifact(region=f"r-{i}", id=f"ami-{i:017x}") for i in range(40)]
+    artifacts = [ReportedArtifact(region=f"r-{i}", id=f"ami-{i:017x}") for i in range(40)]
     result = Result(ok=False, artifacts=artifacts, error_class="Retryable", message="x" * 10_000)
     text = encode(result)
     assert len(text.encode()) <= MAX_BYTES
@@ -61,7 +61,7 @@ def _pod(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_observe_success() -> None:
-    message = encode(Result(ok=True, artifacts=[Artifact(region="eu-west-1", id="ami-1")]))
+    message = encode(Result(ok=True, artifacts=[ReportedArtifact(region="eu-west-1", id="ami-1")]))
     outcome = observe(
         _job([{"type": "Complete", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"}]),
         [_pod({"terminated": {"exitCode": 0, "message": message}})],

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from goldenimage.api.goldenimage import Target, Validation
+from goldenimage.api.result import decode
 from goldenimage.clouds.base import Instance
 from goldenimage.runner import main, validate
-from goldenimage.runner.result import decode
 
 RECIPE = {
     "targets": [{"name": "aws-eu", "aws": {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}}],
@@ -23,6 +23,7 @@ RECIPE = {
 
 def test_a_crash_still_leaves_a_result(tmp_path: Path) -> None:
     (tmp_path / "main.pkr.hcl").write_text("")
+    (tmp_path / "recipe.json").write_text(json.dumps(RECIPE))
     code = main.main(
         [
             "build",
@@ -30,6 +31,7 @@ def test_a_crash_still_leaves_a_result(tmp_path: Path) -> None:
             f"--inputs={tmp_path}",
             f"--work-dir={tmp_path}/work",
             f"--result={tmp_path}/result",
+            "--target=aws-eu",
             f"--packer={tmp_path}/no-such-packer",
         ]
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from goldenimage.handlers.context import Serializer
+from goldenimage.handlers.queue import ReconcileQueue
 
 
 def test_requests_during_a_run_coalesce_into_one_more_run() -> None:
     async def scenario() -> list[int]:
-        serializer = Serializer()
+        serializer = ReconcileQueue()
         runs: list[int] = []
         started, release = asyncio.Event(), asyncio.Event()
 
@@ -33,7 +33,7 @@ def test_requests_during_a_run_coalesce_into_one_more_run() -> None:
 
 def test_a_failing_reconcile_does_not_wedge_the_key() -> None:
     async def scenario() -> int:
-        serializer = Serializer()
+        serializer = ReconcileQueue()
         calls = 0
 
         async def boom() -> None:

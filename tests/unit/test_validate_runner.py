@@ -13,17 +13,26 @@ from typing import Any
 
 import pytest
 
+from goldenimage.api.errors import CloudError, CloudRefusedError
 from goldenimage.api.goldenimage import Target, Validation
-from goldenimage.clouds.base import CloudError, Instance
+from goldenimage.api.result import decode
+from goldenimage.clouds.base import Instance
 from goldenimage.runner import validate
-from goldenimage.runner.result import decode
 
 
 class FakeCloud:
     name = "aws"
 
-    def __init__(self, *, fail_launch: bool = False, ready_after: int = 1, exit_code: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        fail_launch: Exception | None = None,
+        ready_after: int = 1,
+        exit_code: int = 0,
+        refuse_ready: bool = False,
+    ) -> None:
         self.fail_launch = fail_launch
+        self.refuse_ready = refuse_ready
         self.ready_after = ready_after
         self.exit_code = exit_code
         self.launched: list[tuple[str, str, Mapping[str, str]]] = []
@@ -33,12 +42,14 @@ class FakeCloud:
     def launch(
         self, target: Target, region: str, image: str, validation: Validation | None, tags: Mapping[str, str]
     ) -> Instance:
-        if self.fail_launch:
-            raise CloudError("InsufficientInstanceCapacity")
+        if self.fail_launch is not None:
+            raise self.fail_launch
         self.launched.append((region, image, dict(tags)))
         return Instance(id="i-1", region=region)
 
     def ready(self, instance: Instance) -> Instance | None:
+        if self.refuse_ready:
+            raise CloudRefusedError("UnauthorizedOperation: not allowed to describe instances")
         self.ready_after -= 1
         return Instance(id=instance.id, region=instance.region, address="127.0.0.1") if self.ready_after <= 0 else None
 
@@ -147,8 +158,26 @@ def test_failing_checks_say_why_and_the_instance_still_goes(
 
 
 def test_launch_failure_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    code, result = run(tmp_path, [], FakeCloud(fail_launch=True), monkeypatch)
+    cloud = FakeCloud(fail_launch=CloudError("InsufficientInstanceCapacity"))
+    code, result = run(tmp_path, [], cloud, monkeypatch)
     assert code == 4 and "InsufficientInstanceCapacity" in result.message
+    assert result.error_class == "Retryable" and cloud.terminated == []
+
+
+def test_a_launch_the_cloud_refuses_is_permanent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = CloudRefusedError("InvalidAMIID.NotFound: the image ami-1 does not exist")
+    code, result = run(tmp_path, [], FakeCloud(fail_launch=refused), monkeypatch)
+    assert (code, result.error_class, result.ok) == (4, "Permanent", False)
+    assert "ami-1 does not exist" in result.message
+
+
+def test_a_refusal_after_the_launch_is_permanent_and_the_instance_still_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = FakeCloud(refuse_ready=True)
+    code, result = run(tmp_path, [], cloud, monkeypatch)
+    assert (code, result.error_class) == (4, "Permanent") and "UnauthorizedOperation" in result.message
+    assert cloud.terminated == ["i-1"]
 
 
 def test_an_instance_that_never_gets_ready_times_out_and_is_terminated(

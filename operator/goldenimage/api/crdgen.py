@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from .. import paths
+from .group import API_VERSION, CATEGORY, GROUP, VERSION
 from .openapi import structural
-from .resources import API_VERSION, CATEGORY, GROUP, RESOURCES, VERSION, Definition
+from .resources import RESOURCES, Definition
 
 HEADER = "# Generated from operator/goldenimage/api by `python -m goldenimage.api.crdgen`. Do not edit.\n"
 

@@ -6,8 +6,14 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-PATTERN = r"^([0-9]{1,6}[smhd]){1,4}$"
-MESSAGE = "must be a duration such as 90s, 30m, 24h, 7d or 1h30m"
+# Bounded by its form, so that schema and models refuse the same and nothing that adds a duration
+# to a date can overflow: at most four parts of 999999s or m, 99999h or 9999d (about 110 years).
+PATTERN = r"^([0-9]{1,6}[sm]|[0-9]{1,5}h|[0-9]{1,4}d){1,4}$"
+MESSAGE = (
+    "must be a duration such as 90s, 30m, 24h, 7d or 1h30m "
+    "(at most 4 parts; at most 6 digits of s or m, 5 of h and 4 of d)"
+)
+LONGEST = timedelta(days=4 * 9999)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"([0-9]+)([smhd])")

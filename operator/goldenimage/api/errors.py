@@ -1,38 +1,60 @@
-"""Readable validation errors: each names the field on the wire (camelCase, with list indexes)."""
+"""The operator's exceptions, in two families: permanent (retrying cannot help: a condition says
+what to change) and retryable (may pass: the reconcile is tried again later)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+
+class GoldenImageError(Exception):
+    """Base of the operator's own errors."""
 
 
-def field_path(loc: tuple[str | int, ...]) -> str:
-    """('spec', 'targets', 0, 'aws') -> 'spec.targets[0].aws'"""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out
+class PermanentError(GoldenImageError):
+    """Retrying cannot help until the spec, a referenced object or the cloud changes."""
 
 
-def describe(error: ValidationError, *, prefix: str = "") -> list[tuple[str, str]]:
-    """(field, message) for every problem, in the order pydantic found them."""
-    found = []
-    for item in error.errors(include_url=False):
-        loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        path = field_path(loc)
-        if prefix:
-            path = f"{prefix}.{path}" if path else prefix
-        message = item["msg"].removeprefix("Value error, ")
-        found.append((path or "(object)", message))
-    return found
+class RetryableError(GoldenImageError):
+    """May pass (throttling, an outage, an object not readable yet): try again later."""
 
 
-def summary(error: ValidationError, *, prefix: str = "", limit: int = 5) -> str:
-    """One line for a condition message: 'spec.x: problem; spec.y: problem (and 2 more)'."""
-    problems = describe(error, prefix=prefix)
-    text = "; ".join(f"{path}: {message}" for path, message in problems[:limit])
-    if len(problems) > limit:
-        text += f" (and {len(problems) - limit} more)"
-    return text
+# -- clouds ------------------------------------------------------------------------------------
+
+
+class CloudError(RetryableError):
+    """A cloud call failed in a way that may pass."""
+
+
+class CloudRefusedError(PermanentError):
+    """The cloud refused the call for a reason that waiting does not fix (permissions, quota,
+    a project or location that does not exist); the message says which."""
+
+
+class SourceNotFoundError(PermanentError):
+    """A source selector matches no image: waiting will not help until the spec or cloud changes."""
+
+
+class ForeignArtifactError(PermanentError):
+    """An artifact on record does not carry the build's identity: it is never touched."""
+
+
+class CredentialsUnavailableError(RetryableError):
+    """The credentials a recipe names cannot be read now. Never fall back to the operator's own
+    identity then: in another account everything would look missing."""
+
+
+# -- the cluster -------------------------------------------------------------------------------
+
+
+class ConflictError(RetryableError):
+    """The object changed since it was read: re-read and re-plan."""
+
+
+class GoneError(GoldenImageError):
+    """The object is gone: the reconcile ends quietly."""
+
+
+class OwnedByAnotherError(PermanentError):
+    """An object of the name being created exists and has another controlling owner."""
+
+
+class RetryLaterError(RetryableError):
+    """What the reconcile needs cannot be read now; try again in a while."""

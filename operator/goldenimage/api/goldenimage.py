@@ -29,6 +29,7 @@ from .types import (
     AwsRegion,
     AzureLocation,
     AzureName,
+    CloudName,
     ConfigMapKeyRef,
     Content,
     CronSchedule,
@@ -40,6 +41,7 @@ from .types import (
     PackerText,
     PackerWord,
     PlainText,
+    PositiveDuration,
     SecretKeyRef,
     SecretRef,
     StringMap,
@@ -137,12 +139,13 @@ class GcpTarget(Model):
     project: GcpProject
     zone: GcpZone
     source: GcpSource
-    family: GcpName | None = Field(None, description="Image family the built image joins.")
     machine_type: PackerWord = "e2-medium"
     network: PackerText | None = None
     subnetwork: PackerText | None = None
     storage_locations: Annotated[list[GcpLocation], Field(max_length=1)] = Field(
-        default_factory=list, description="Where the image is stored (one region or multi-region)."
+        default_factory=list,
+        description="Where the image is stored (one region or multi-region; the zone's region when unset). "
+        "The built image joins no family: families are written by channel publication.",
     )
     ssh_username: PackerWord = "packer"
     disk_size_gb: Annotated[int, Field(ge=10, le=65536)] | None = None
@@ -213,22 +216,12 @@ class Target(Model):
     azure: AzureTarget | None = None
 
     @property
-    def cloud(self) -> Literal["aws", "gcp", "azure"]:
+    def cloud(self) -> CloudName:
         if self.aws is not None:
             return "aws"
         if self.gcp is not None:
             return "gcp"
         return "azure"
-
-    @property
-    def location(self) -> str:
-        """Where the build runs: the AWS region, GCP zone or Azure location."""
-        if self.aws is not None:
-            return self.aws.region
-        if self.gcp is not None:
-            return self.gcp.zone
-        assert self.azure is not None
-        return self.azure.location
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +313,7 @@ SUPPLIED_VARIABLES = (
     "azure_client_id",
     "azure_client_secret",
     "azure_tenant_id",
+    "gcp_credentials",
 )
 _SUPPLIED_CEL = "[" + ", ".join(f"'{v}'" for v in SUPPLIED_VARIABLES) + "]"
 _SUPPLIED_MESSAGE = f"may not be {', '.join(SUPPLIED_VARIABLES)}: the operator supplies them"
@@ -365,6 +359,10 @@ class Credentials(Model):
     gcp: CloudCredentials | None = None
     azure: CloudCredentials | None = None
 
+    def of(self, cloud: CloudName) -> CloudCredentials | None:
+        found: CloudCredentials | None = getattr(self, cloud)
+        return found
+
 
 # ---------------------------------------------------------------------------------------------
 # Validation, build, rebuild, retention
@@ -401,7 +399,7 @@ class Check(Model):
     tcp: TcpCheck | None = None
     http: HttpCheck | None = None
     command: CommandCheck | None = None
-    timeout: Duration = "2m"
+    timeout: PositiveDuration = Field("2m", description="How long the check is retried until it passes.")
 
     @property
     def display_name(self) -> str:
@@ -435,7 +433,7 @@ class AwsValidation(Model):
 
 
 class Validation(Model):
-    timeout: Duration = Field("20m", description="How long one artifact's validation may take in all.")
+    timeout: PositiveDuration = Field("20m", description="How long one artifact's validation may take in all.")
     checks: Annotated[list[Check], Field(max_length=32), unique_by("name", message="check names must be unique")] = (
         Field(default_factory=list)
     )
@@ -443,7 +441,7 @@ class Validation(Model):
 
 
 class BuildPolicy(Model):
-    timeout: Duration = Field("2h", description="Deadline of one Packer Job (activeDeadlineSeconds).")
+    timeout: PositiveDuration = Field("2h", description="Deadline of one Packer Job (activeDeadlineSeconds).")
     max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(3, description="Attempts per target before it fails.")
 
 
@@ -502,6 +500,14 @@ class GoldenImageSpec(Model):
                 for name in p.shell.secret_env.values()
             ),
         ),
+        Rule(
+            "!has(self.tags) || !self.targets.exists(t, has(t.aws)) || "
+            "self.tags.all(k, !k.lowerAscii().startsWith('aws:'))",
+            "tag keys may not begin with aws: on an image with AWS targets: AWS reserves that prefix",
+            lambda m: (
+                not any(t.aws is not None for t in m.targets) or not any(k.lower().startswith("aws:") for k in m.tags)
+            ),
+        ),
     )
 
     targets: Annotated[
@@ -531,6 +537,26 @@ class GoldenImageSpec(Model):
     validation: Validation | None = None
     rebuild: RebuildPolicy | None = None
     retention: RetentionPolicy | None = None
+
+    # Optional policies with their defaults, read in one place.
+    @property
+    def build_policy(self) -> BuildPolicy:
+        return self.build or BuildPolicy()
+
+    @property
+    def validation_policy(self) -> Validation:
+        return self.validation or Validation()
+
+    @property
+    def rebuild_policy(self) -> RebuildPolicy:
+        return self.rebuild or RebuildPolicy()
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        return self.retention or RetentionPolicy()
+
+    def credentials_for(self, cloud: CloudName) -> CloudCredentials | None:
+        return self.credentials.of(cloud) if self.credentials is not None else None
 
     def target(self, name: str) -> Target:
         """The target called `name`; LookupError when there is none."""

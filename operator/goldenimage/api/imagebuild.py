@@ -11,12 +11,11 @@ from pydantic import Field
 from .base import Format, Model, ObjectName, Rule, immutable
 from .conditions import ConditionList
 from .goldenimage import GoldenImageSpec
-from .types import ImageName, Message, ShortText, TargetName, Version
+from .types import CloudName, ImageName, Message, ShortText, TargetName, Version
 
 Fingerprint = Annotated[
     str, Format(r"^sha256:[0-9a-f]{64}$", "must be sha256: followed by 64 hex digits", max_length=71)
 ]
-Cloud = Literal["aws", "gcp", "azure"]
 BuildReason = Literal[
     "Initial", "SpecChanged", "RebuildRequested", "Scheduled", "MaxAge", "SourceChanged", "RunnerChanged"
 ]
@@ -75,11 +74,14 @@ class ImageBuildSpec(Model):
 class Artifact(Model):
     region: Region
     id: ArtifactId
+    state: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="The cloud's word on the artifact in this region, e.g. an Azure replication state."
+    )
 
 
 class TargetStatus(Model):
     name: TargetName
-    cloud: Cloud
+    cloud: CloudName
     phase: Literal["Pending", "Building", "Succeeded", "Failed"]
     attempt: Annotated[int, Field(ge=1, le=100)] = 1
     job_name: ObjectName | None = None
@@ -110,8 +112,18 @@ class ValidationResult(Model):
     message: Message = ""
 
 
+class MissingArtifact(Model):
+    target: TargetName
+    region: Region
+    id: ArtifactId
+
+
 class ImageBuildStatus(Model):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     targets: Annotated[list[TargetStatus], Field(max_length=16)] = Field(default_factory=list)
     validation: Annotated[list[ValidationResult], Field(max_length=128)] = Field(default_factory=list)
+    missing_artifacts: Annotated[list[MissingArtifact], Field(max_length=128)] = Field(
+        default_factory=list,
+        description="Artifacts found gone from their cloud: no channel points at this build any more.",
+    )
     conditions: ConditionList = Field(default_factory=list)

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from .base import Format, Model, ObjectName, Rule, exactly_one_of
 from .conditions import ConditionList
-from .imagebuild import ArtifactId, Cloud, Fingerprint, Region
-from .types import Duration, ImageName, Message, TargetName, Version
+from .imagebuild import ArtifactId, Fingerprint, Region
+from .types import CloudName, Duration, GcpName, ImageName, Message, TargetName, Version, not_reserved_key
 
 
 class LatestValidated(Model):
@@ -53,11 +53,12 @@ LabelKey = Annotated[
         "must be a GCP label key: lowercase letters, digits, '_' and '-'",
         max_length=63,
     ),
+    not_reserved_key,
 ]
 
 
 class Tag(Model):
-    key: Annotated[str, Field(min_length=1, max_length=128)]
+    key: Annotated[str, Field(min_length=1, max_length=128), not_reserved_key]
     value: Annotated[str, Field(max_length=256)]
 
 
@@ -74,11 +75,21 @@ class AwsPublish(Model):
 
 
 class GcpPublish(Model):
-    label: Label | None = None
+    label: Label | None = Field(None, description="Label carried by exactly one image per GCP target: the current one.")
+    family: GcpName | None = Field(
+        None,
+        description="Image family this channel owns: its newest non-deprecated image is always the channel's "
+        "current one (a copy of it, in the target's project), so consumers can launch from the family.",
+    )
 
 
 class AzurePublish(Model):
-    tag: Tag | None = None
+    tag: Tag | None = Field(None, description="Tag carried by exactly one gallery image version per target.")
+    gallery_latest: bool = Field(
+        False,
+        description="The gallery image definition's latest version is this channel's current one: every other "
+        "version is excluded from latest. One channel per image should set it.",
+    )
 
 
 class ConfigMapPublish(Model):
@@ -121,7 +132,7 @@ class ImageChannelSpec(Model):
 
 class ChannelArtifact(Model):
     target: TargetName
-    cloud: Cloud
+    cloud: CloudName
     region: Region
     id: ArtifactId
 

@@ -13,14 +13,10 @@ from pydantic.alias_generators import to_camel
 
 from .base import Rule
 from .goldenimage import GoldenImageSpec, GoldenImageStatus
+from .group import GROUP
 from .imagebuild import ImageBuildSpec, ImageBuildStatus
 from .imagechannel import ImageChannelSpec, ImageChannelStatus
 from .types import BUILD_NAME_MAX, IMAGE_NAME, IMAGE_NAME_MAX, IMAGE_NAME_MESSAGE
-
-GROUP = "goldenimage.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-CATEGORY = "golden"
 
 
 class ObjectMeta(BaseModel):
@@ -41,7 +37,7 @@ class ObjectMeta(BaseModel):
     owner_references: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class Resource(BaseModel):
+class CustomResource(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     api_version: Literal["goldenimage.io/v1alpha1"] = "goldenimage.io/v1alpha1"
@@ -50,7 +46,7 @@ class Resource(BaseModel):
     definition: ClassVar[Definition]
 
     @model_validator(mode="after")
-    def _check_object_rules(self) -> Resource:
+    def _check_object_rules(self) -> CustomResource:
         for rule in type(self).definition.rules:
             if rule.check is not None and not rule.check(self):
                 raise ValueError(rule.message)
@@ -60,25 +56,25 @@ class Resource(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-class GoldenImage(Resource):
+class GoldenImage(CustomResource):
     kind: Literal["GoldenImage"] = "GoldenImage"
     spec: GoldenImageSpec
     status: GoldenImageStatus | None = None
 
 
-class ImageBuild(Resource):
+class ImageBuild(CustomResource):
     kind: Literal["ImageBuild"] = "ImageBuild"
     spec: ImageBuildSpec
     status: ImageBuildStatus | None = None
 
 
-class ImageChannel(Resource):
+class ImageChannel(CustomResource):
     kind: Literal["ImageChannel"] = "ImageChannel"
     spec: ImageChannelSpec
     status: ImageChannelStatus | None = None
 
 
-R = TypeVar("R", bound=Resource)
+R = TypeVar("R", bound=CustomResource)
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ AGE = Column("Age", ".metadata.creationTimestamp", "date")
 
 @dataclass(frozen=True)
 class Definition:
-    model: type[Resource]
+    model: type[CustomResource]
     plural: str
     short_names: tuple[str, ...]
     description: str
@@ -203,4 +199,4 @@ ImageChannel.definition = Definition(
     ),
 )
 
-RESOURCES: tuple[type[Resource], ...] = (GoldenImage, ImageBuild, ImageChannel)
+RESOURCES: tuple[type[CustomResource], ...] = (GoldenImage, ImageBuild, ImageChannel)

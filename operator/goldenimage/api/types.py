@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -10,6 +11,7 @@ from . import cron, durations
 from .base import (
     DNS_LABEL,
     ConfigKey,
+    FieldRule,
     Format,
     Model,
     ObjectName,
@@ -20,6 +22,10 @@ from .base import (
 )
 
 Duration = Annotated[str, Format(durations.PATTERN, durations.MESSAGE, max_length=32)]
+# A timeout of nothing would fail every attempt at once.
+PositiveDuration = Annotated[
+    Duration, FieldRule("self.matches('[1-9]')", "must be longer than 0s", lambda v: re.search("[1-9]", v) is not None)
+]
 CronSchedule = Annotated[str, Format(cron.PATTERN, cron.MESSAGE, max_length=128, extra_check=cron.check)]
 
 # Target names become part of Job names and labels, so they stay short DNS labels.
@@ -95,9 +101,25 @@ AzureName = Annotated[
 ]
 AbsolutePath = Annotated[str, Format(r"^/[^\x00]*$", "must be an absolute path", max_length=1024), no_template_text]
 
+# The operator's own tags and labels (goldenimage.io/..., on GCP goldenimage-io_...) say which
+# build, namespace and channel a resource belongs to: a tenant may not write them.
+RESERVED_KEY = r"(?i)^goldenimage[^a-z0-9_/]io[/_]"
+_RESERVED_MESSAGE = "keys beginning with goldenimage.io/ (or its GCP spelling goldenimage-io_) are the operator's"
+not_reserved_key = FieldRule(
+    f"!self.matches('{RESERVED_KEY}')", _RESERVED_MESSAGE, lambda v: re.search(RESERVED_KEY, v) is None
+)
+no_reserved_keys = FieldRule(
+    f"self.all(k, !k.matches('{RESERVED_KEY}'))",
+    _RESERVED_MESSAGE,
+    lambda v: not any(re.search(RESERVED_KEY, k) for k in v),
+)
 # Cloud tags: AWS allows 50 per resource, keys up to 128 characters and values up to 256.
 Tags = Annotated[
-    dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=40), keys_at_most(128), no_template_map
+    dict[str, Annotated[str, Field(max_length=256)]],
+    Field(max_length=40),
+    keys_at_most(128),
+    no_template_map,
+    no_reserved_keys,
 ]
 # Ansible extra vars: identifier keys. Values are checked one by one, which keeps the CEL cost
 # estimate (provisioners x entries x length) within the API server's budget.
@@ -119,6 +141,7 @@ PackerText = Annotated[str, Field(min_length=1, max_length=256), no_template_tex
 Message = Annotated[str, Field(max_length=4096)]
 
 ReadyStatus = Literal["True", "False", "Unknown"]
+CloudName = Literal["aws", "gcp", "azure"]
 
 
 class ConfigMapKeyRef(Model):

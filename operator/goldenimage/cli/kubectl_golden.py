@@ -18,11 +18,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..api.conditions import find, is_true
+from ..api import labels, names
+from ..api.group import GROUP, VERSION
 from ..api.imagechannel import ImageChannelStatus
-from ..api.resources import GROUP, VERSION, ImageBuild
-from ..kube import labels, names
+from ..api.resources import ImageBuild
 from ..reconcile.imagechannel import rollback_target
+from ..reconcile.usable import BuildView, verdict
 
 
 class CommandError(Exception):
@@ -66,17 +67,10 @@ class Golden:
         return ImageBuild.model_validate(found) if found is not None else None
 
     def why_unusable(self, image: str, version: int) -> str | None:
-        """Why a version cannot be pointed at, or None when it can."""
+        """Why a channel cannot point at a version (as the operator decides it), or None."""
         build = self.build(image, version)
-        if build is None:
-            return f"version {version} of {image} has no ImageBuild"
-        if build.spec.revoked is not None:
-            return f"version {version} of {image} is revoked: {build.spec.revoked.reason}"
-        if build.status is None or not is_true(build.status.conditions, "Validated"):
-            ready = find(build.status.conditions, "Ready") if build.status else None
-            state = f" ({ready.reason}: {ready.message})" if ready is not None else ""
-            return f"version {version} of {image} is not validated{state}"
-        return None
+        found = verdict(version, BuildView.of(build) if build is not None else None)
+        return None if found.usable else f"{image}: {found.message}"
 
 
 def _table(rows: Sequence[Sequence[object]]) -> str:
@@ -268,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ValidationError as exc:
-        print(f"error: an object does not match the goldenimage.io API: {exc}", file=sys.stderr)
+        print(f"error: an object does not match the {GROUP} API: {exc}", file=sys.stderr)
         return 1
     except ApiException as exc:
         print(f"error: the API server said {exc.status} {exc.reason}: {exc.body}", file=sys.stderr)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import sys
-import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from ..api import crdgen
 
@@ -19,31 +16,15 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_cluster(args: argparse.Namespace) -> int:
-    from ..local.cluster import LocalCluster
-
-    cluster = LocalCluster.start(build=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        print(f"local cluster is up: export KUBECONFIG={cluster.kubeconfig}", flush=True)
-        print("stop it with Ctrl-C", flush=True)
-        stop.wait()
-    finally:
-        cluster.stop()
-    return 0
-
-
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from .. import handlers  # noqa: F401 - registers the handlers
-    from ..config import Config, ConfigError
+    from ..config import Config, ConfigurationError
 
     try:
         Config.from_env()
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         print(f"goldenimage operator: {exc}", file=sys.stderr)
         return 2
     kopf.configure(verbose=args.verbose)
@@ -71,21 +52,6 @@ def _operator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ..local import demo
-
-    return demo.main(Path(args.dir), wait=not args.no_wait)
-
-
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir",
-        default=".local/demo",
-        help="where the demo keeps its files and logs: a new or empty directory, or an earlier demo's",
-    )
-    parser.add_argument("--no-wait", action="store_true", help="stop everything when the story is told")
-
-
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
@@ -94,14 +60,12 @@ Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.Arg
 
 # name -> (help, run, add its arguments)
 COMMANDS: dict[str, Command] = {
-    "demo": ("the whole loop locally: build, boot-test, promote, roll back (see the README)", _demo, _demo_arguments),
     "operator": (
         "run the operator (configured by GOLDENIMAGE_* environment variables)",
         _operator,
         _operator_arguments,
     ),
     "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds, _no_arguments),
-    "local-cluster": ("run a local control plane with the CRDs and pod executor", _local_cluster, _no_arguments),
 }
 
 

@@ -1,26 +1,21 @@
-"""Choosing the adapter for a target's cloud and credentials."""
+"""Every cloud the operator knows, and what it can do with each (the pure part)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from ..api.goldenimage import Target
+from ..api.types import CloudName
+from .aws.kind import KIND as AWS
+from .azure.kind import KIND as AZURE
+from .base import CloudKind
+from .gcp.kind import KIND as GCP
 
-from ..config import Config
-from .aws import Aws
-from .base import Cloud
+KINDS: dict[CloudName, CloudKind] = {"aws": AWS, "gcp": GCP, "azure": AZURE}
 
 
-class Clouds:
-    """Adapters by cloud; one per distinct set of credentials (a GoldenImage's secretRef)."""
+def kind(name: CloudName) -> CloudKind:
+    return KINDS[name]
 
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], Cloud] = {}
 
-    def get(self, cloud: str, credentials: Mapping[str, str] | None = None) -> Cloud | None:
-        """The adapter, or None for a cloud this operator has no adapter for yet."""
-        key = (cloud, tuple(sorted((credentials or {}).items())))
-        if key not in self._cache:
-            if cloud != "aws":
-                return None
-            self._cache[key] = Aws(endpoint_url=self._config.aws_endpoint_url, credentials=credentials)
-        return self._cache[key]
+def of(target: Target) -> CloudKind:
+    """The cloud of a target."""
+    return KINDS[target.cloud]

@@ -1,6 +1,6 @@
-"""Thin kopf wiring: parse the body, gather what is observed, plan (reconcile/), carry out the
-plan's actions. Importing this package registers every handler."""
+"""kopf wiring: read -> gather -> plan (reconcile/) -> execute (kube/execute.py). Importing this
+package registers every handler and index."""
 
-from . import goldenimages, imagebuilds, imagechannels, startup
+from . import goldenimages, imagebuilds, imagechannels, indexes, startup
 
-__all__ = ["goldenimages", "imagebuilds", "imagechannels", "startup"]
+__all__ = ["goldenimages", "imagebuilds", "imagechannels", "indexes", "startup"]

@@ -1,89 +1,49 @@
-"""What every handler shares: configuration, the Kubernetes client, the cloud adapters, and the
-serializer that keeps one reconcile per object at a time."""
+"""What every handler shares: configuration, the Kubernetes client, cloud access, the executor
+of plans, the watch cache, and the queue that keeps one reconcile per object at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..clouds.base import CloudError
-from ..clouds.registry import Clouds
+from ..api.errors import ConflictError, GoneError, PermanentError, RetryableError
 from ..config import Config
-from ..kube.client import ConflictError, Kube, NotFoundError
+from ..kube.client import GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS, Kind, Kube
+from ..kube.credentials import CloudAccess
+from ..kube.execute import Executor
+from ..kube.ledger import PublicationLedger
+from . import objects
+from .cache import Cache
+from .queue import ReconcileQueue
 
 log = logging.getLogger("goldenimage")
 
-
-class Serializer:
-    """Runs at most one reconcile per key at a time; a request arriving during a run makes the
-    run repeat once more instead of waiting in line, so bursts of events coalesce."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, asyncio.Lock] = {}
-        self._again: set[Hashable] = set()
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def run(self, key: Hashable, fn: Callable[[], Awaitable[None]]) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        if lock.locked():
-            self._again.add(key)
-            return
-        async with lock:
-            while True:
-                self._again.discard(key)
-                try:
-                    await fn()
-                except Exception:
-                    log.exception("reconciling %s failed; the next event or resync retries", key)
-                if key not in self._again:
-                    break
-
-    def later(self, key: Hashable, delay: float, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run `fn` for `key` after `delay` seconds (an earlier request wins)."""
-        loop = asyncio.get_running_loop()
-        existing = self._timers.get(key)
-        if existing is not None and existing.when() <= loop.time() + delay:
-            return
-        if existing is not None:
-            existing.cancel()
-
-        def fire() -> None:
-            self._timers.pop(key, None)
-            task = loop.create_task(self.run(key, fn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        self._timers[key] = loop.call_later(max(0.0, delay), fire)
-
-    def soon(self, key: Hashable, fn: Callable[[], Awaitable[None]]) -> None:
-        self.later(key, 0.0, fn)
-
-
 # The kinds the operator reconciles, as the keys of its reconcilers.
 GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL = "goldenimage", "imagebuild", "imagechannel"
+KINDS: dict[str, Kind] = {GOLDENIMAGE: GOLDENIMAGES, IMAGEBUILD: IMAGEBUILDS, IMAGECHANNEL: IMAGECHANNELS}
 Reconcile = Callable[["Operator", str, str], Awaitable[None]]
 # A conditional status write that lost a race re-plans from the new state at once, this often.
 CONFLICT_RETRIES = 5
 CLOUD_RETRY_SECONDS = 30.0
 
 
-class RetryLaterError(Exception):
-    """What the reconcile needs cannot be read now; try again in a while."""
-
-
 @dataclass
 class Operator:
     config: Config
     kube: Kube
-    clouds: Clouds
+    clouds: CloudAccess
+    cache: Cache
+    ledger: PublicationLedger = field(default_factory=PublicationLedger)
     reconcilers: dict[str, Reconcile] = field(default_factory=dict)
-    serializer: Serializer = field(default_factory=Serializer)
+    queue: ReconcileQueue = field(default_factory=ReconcileQueue)
     # Every object seen, by kind, for the periodic resync. (kopf timers would do, but they make
     # kopf put its finalizer on every object, which then cannot be deleted without the operator.)
     known: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.executor = Executor(self.kube, self.clouds, self.config, self.ledger)
 
     async def on_event(self, kind: str, event: str, namespace: str | None, name: str) -> None:
         """A watch event: remember the object for the resync, and reconcile it now."""
@@ -92,29 +52,40 @@ class Operator:
         keys = self.known.setdefault(kind, set())
         if event == "DELETED":
             keys.discard((namespace, name))
+            self.queue.forget((kind, namespace, name))
             return
         keys.add((namespace, name))
-        await self.serializer.run((kind, namespace, name), lambda: self._reconcile(kind, namespace, name))
+        await self.queue.run((kind, namespace, name), lambda: self._reconcile(kind, namespace, name))
 
     def trigger(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
         """Reconcile the object after `delay` seconds (an earlier request wins)."""
-        self.serializer.later((kind, namespace, name), delay, lambda: self._reconcile(kind, namespace, name))
+        self.queue.later((kind, namespace, name), delay, lambda: self._reconcile(kind, namespace, name))
 
     async def _reconcile(self, kind: str, namespace: str, name: str) -> None:
         for _ in range(CONFLICT_RETRIES):
             try:
                 await self.reconcilers[kind](self, namespace, name)
                 return
-            except NotFoundError:
+            except GoneError:
                 log.info("%s %s/%s is gone", kind, namespace, name)
                 return
             except ConflictError:
                 log.info("%s %s/%s changed while it was reconciled; planning again", kind, namespace, name)
-            except (CloudError, RetryLaterError) as exc:
+            except RetryableError as exc:
                 log.warning("%s %s/%s: retrying soon: %s", kind, namespace, name, exc)
                 self.trigger(kind, namespace, name, CLOUD_RETRY_SECONDS)
                 return
+            except PermanentError as exc:
+                # Retrying cannot help until something changes, which is an event of its own.
+                log.warning("%s %s/%s: %s", kind, namespace, name, exc)
+                await self._report(kind, namespace, name, exc)
+                return
         log.warning("%s %s/%s kept changing; the next event retries", kind, namespace, name)
+
+    async def _report(self, kind: str, namespace: str, name: str, exc: PermanentError) -> None:
+        body = await self.kube.get(KINDS[kind], namespace, name)
+        if body is not None:
+            await objects.report(self.kube, KINDS[kind], body, type(exc).__name__.removesuffix("Error"), str(exc))
 
     async def resync_forever(self) -> None:
         """Level-based safety net: every object is reconciled again each resync interval, which
@@ -125,6 +96,12 @@ class Operator:
             for kind, keys in self.known.items():
                 for namespace, name in sorted(keys):
                     self.trigger(kind, namespace, name)
+
+    def requeue(self, kind: str, namespace: str, name: str, *delays: float | None) -> None:
+        """Reconcile again after the shortest of the delays a plan or its execution asked for."""
+        wanted = [d for d in delays if d is not None]
+        if wanted:
+            self.trigger(kind, namespace, name, max(0.0, min(wanted)))
 
 
 _current: Operator | None = None

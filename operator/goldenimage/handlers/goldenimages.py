@@ -1,9 +1,10 @@
-"""GoldenImage handlers: gather its builds, inputs and sources, decide whether a new version is
-needed, create it, and summarize the image's state in its status."""
+"""GoldenImage: gather its builds, inputs, sources and what channels hold on to; plan whether a
+new version is needed (reconcile/goldenimage.py); execute."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,84 +12,80 @@ import kopf
 from pydantic import ValidationError
 
 from ..api.conditions import find, is_true
+from ..api.errors import CredentialsUnavailableError, SourceNotFoundError
+from ..api.group import GROUP, VERSION
 from ..api.resources import GoldenImage, ImageBuild
-from ..clouds.base import SourceNotFoundError
-from ..kube import jobs, labels
-from ..kube.client import GOLDENIMAGES, IMAGEBUILDS, IMAGECHANNELS
+from ..kube.client import GOLDENIMAGES, IMAGEBUILDS
 from ..packer import inputs as packer_inputs
 from ..packer.fingerprint import image_recipe
 from ..reconcile import goldenimage as planner
 from ..reconcile import imagebuild as build_planner
-from ..reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit
-from . import imagechannels, inputs, invalid
+from ..reconcile.usable import references
+from . import inputs, objects
 from .context import GOLDENIMAGE, Operator, current, log
-from .credentials import CredentialsUnavailableError, adapter
 
 
 async def reconcile(op: Operator, namespace: str, name: str) -> None:
-    found = await invalid.read(op, GOLDENIMAGES, GoldenImage, namespace, name)
-    if found is None:
+    found = await objects.read_valid(op.kube, GOLDENIMAGES, GoldenImage, namespace, name)
+    if found is None or found[1].metadata.deletion_timestamp is not None:
         return
     body, image = found
-    observed = await _gather(op, image)
+    observed = await gather(op, image)
     plan = planner.plan(image, observed)
-    for action in plan.actions:
-        if isinstance(action, CreateBuild):
-            await op.kube.create(IMAGEBUILDS, namespace, _build_object(image, action))
-        elif isinstance(action, DeleteBuild):
-            await op.kube.delete(IMAGEBUILDS, namespace, action.name)
-        elif isinstance(action, AnnotateBuild):
-            await op.kube.merge_patch(
-                IMAGEBUILDS, namespace, action.name, {"metadata": {"annotations": action.annotations}}
-            )
-    new_status = plan.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if new_status != (body.get("status") or {}):
-        await op.kube.write_status(
-            GOLDENIMAGES, namespace, name, new_status, resource_version=None, old=body.get("status") or {}
-        )
-    for action in plan.actions:
-        if isinstance(action, Emit):
-            await op.kube.event(body, action.type, action.reason, action.message)
+    await op.executor.execute(GOLDENIMAGES, body, image, plan.status, plan.actions)
     if plan.requeue_after is not None:
-        op.trigger(GOLDENIMAGE, namespace, name, plan.requeue_after.total_seconds() + 1)
+        op.requeue(GOLDENIMAGE, namespace, name, plan.requeue_after.total_seconds() + 1)
 
 
-async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
+def summary(body: Mapping[str, Any]) -> planner.BuildSummary | None:
+    """What the image's planner needs of one ImageBuild; None when the models refuse it."""
+    try:
+        build = ImageBuild.model_validate(body)
+    except ValidationError:
+        meta = body["metadata"]
+        log.warning("ImageBuild %s/%s is invalid and ignored", meta.get("namespace"), meta["name"])
+        return None
+    return planner.BuildSummary(
+        name=build.metadata.name,
+        version=build.spec.version,
+        fingerprint=build.spec.fingerprint,
+        created=build.metadata.creation_timestamp or datetime.now(UTC),
+        recipe=image_recipe(build.spec.recipe),
+        sources=build.spec.sources,
+        inputs=build.spec.inputs,
+        annotations=build.metadata.annotations,
+        ready=find(build.status.conditions, "Ready") if build.status else None,
+        deleting=build.metadata.deletion_timestamp is not None,
+        validated=build.status is not None and is_true(build.status.conditions, "Validated"),
+        revoked=build.spec.revoked is not None,
+        finished=build_planner.finished(build),
+    )
+
+
+async def builds(op: Operator, image: GoldenImage) -> list[planner.BuildSummary]:
+    """The image's builds: those the watch delivered, and the one its status names as the latest
+    even when the watch has not delivered it yet."""
+    namespace, name = image.metadata.namespace or "", image.metadata.name
+    bodies = op.cache.builds(namespace, name)
+    recorded = image.status.latest_build if image.status is not None else None
+    if recorded and all(b["metadata"]["name"] != recorded for b in bodies):
+        # The event of this image's own status write can arrive before the ImageBuild watch
+        # delivers the build that write names. Taken for missing, it would be created again
+        # under the next version: ask the API server instead; only a 404 means it is gone.
+        fetched = await op.kube.get(IMAGEBUILDS, namespace, recorded)
+        if fetched is not None and (fetched.get("spec") or {}).get("image") == name:
+            bodies.append(fetched)
+    return [s for s in map(summary, bodies) if s is not None]
+
+
+async def gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     namespace, name = image.metadata.namespace or "", image.metadata.name
     spec = image.spec
-    build_bodies = await op.kube.list(IMAGEBUILDS, namespace, labels.selector({labels.IMAGE: name}))
-    builds = []
-    for body in build_bodies:
-        try:
-            build = ImageBuild.model_validate(body)
-        except ValidationError:
-            log.warning("ImageBuild %s/%s is invalid and ignored", namespace, body["metadata"]["name"])
-            continue
-        if build.spec.image != name:
-            continue
-        builds.append(
-            planner.BuildSummary(
-                name=build.metadata.name,
-                version=build.spec.version,
-                fingerprint=build.spec.fingerprint,
-                created=build.metadata.creation_timestamp or datetime.now(UTC),
-                recipe=image_recipe(build.spec.recipe),
-                sources=build.spec.sources,
-                inputs=build.spec.inputs,
-                annotations=build.metadata.annotations,
-                ready=find(build.status.conditions, "Ready") if build.status else None,
-                deleting=build.metadata.deletion_timestamp is not None,
-                validated=build.status is not None and is_true(build.status.conditions, "Validated"),
-                revoked=build.spec.revoked is not None,
-                finished=build_planner.finished(build),
-            )
-        )
-
     referenced: set[str] = set()
-    for channel in await op.kube.list(IMAGECHANNELS, namespace):
-        referenced |= imagechannels.references(channel, name)
+    for channel in op.cache.channels(namespace):
+        referenced |= references(channel, name)
 
-    contents = await inputs.read(op, namespace, spec)
+    contents = await inputs.read(op.kube, namespace, spec)
     digests = {ref: packer_inputs.digest(text) for ref, text in contents.items()}
     missing = [str(ref) for ref in packer_inputs.refs(spec) if str(ref) not in contents]
 
@@ -97,7 +94,7 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     credential_errors: dict[str, str] = {}
     for target in spec.targets:
         try:
-            cloud = await adapter(op, spec, target.cloud, namespace)
+            cloud = await op.clouds.adapter(spec.credentials_for(target.cloud), target.cloud, namespace)
         except CredentialsUnavailableError as exc:
             credential_errors[target.cloud] = str(exc)
             continue
@@ -113,7 +110,7 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     return planner.ImageObservation(
         now=datetime.now(UTC),
         runner=op.config.runner_image,
-        builds=builds,
+        builds=await builds(op, image),
         sources=sources,
         source_errors=errors,
         credential_errors=credential_errors,
@@ -123,24 +120,6 @@ async def _gather(op: Operator, image: GoldenImage) -> planner.ImageObservation:
     )
 
 
-def _build_object(image: GoldenImage, action: CreateBuild) -> dict[str, Any]:
-    meta = image.metadata
-    return {
-        "apiVersion": "goldenimage.io/v1alpha1",
-        "kind": "ImageBuild",
-        "metadata": {
-            "name": action.name,
-            "namespace": meta.namespace,
-            "labels": labels.for_build(meta.name, action.name, action.spec.version),
-            "annotations": dict(action.annotations),
-            "ownerReferences": [
-                {**jobs.owner_reference("GoldenImage", meta.name, meta.uid or ""), "blockOwnerDeletion": False}
-            ],
-        },
-        "spec": action.spec.wire(),
-    }
-
-
-@kopf.on.event("goldenimage.io", "v1alpha1", "goldenimages")
+@kopf.on.event(GROUP, VERSION, "goldenimages")
 async def on_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
     await current().on_event(GOLDENIMAGE, type, namespace, name)

@@ -8,24 +8,28 @@ from typing import Any
 
 import kopf
 
-from ..clouds.registry import Clouds
+from ..api import labels
+from ..clouds.adapters import Adapters
 from ..config import Config
-from ..kube import labels
 from ..kube.client import Kube, api_client
+from ..kube.credentials import CloudAccess
 from . import goldenimages, imagebuilds, imagechannels
+from .cache import IndexedCache
 from .context import GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL, Operator, install
 
 _resync: asyncio.Task[None] | None = None
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Our own finalizer and annotation prefix; progress in annotations, never in status (the
-    # typed status schema would prune it).
-    settings.persistence.finalizer = labels.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="goldenimage.io")
+async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    """`kwargs` holds the indexes (handlers/indexes.py), by their names."""
+    # kopf's finalizer is not ours: the operator adds and removes its own (labels.FINALIZER) and
+    # kopf removes its own from objects no kopf handler needs it on. Progress in annotations,
+    # never in status (the typed status schema would prune it).
+    settings.persistence.finalizer = labels.KOPF_FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=labels.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="goldenimage.io", key="last-handled-configuration"
+        prefix=labels.KOPF_PREFIX, key="last-handled-configuration"
     )
     # Handler log lines stay in the log; the operator records its own Events.
     settings.posting.level = logging.WARNING
@@ -34,10 +38,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     config = Config.from_env()
+    kube = Kube(api_client())
     operator = Operator(
         config=config,
-        kube=Kube(api_client()),
-        clouds=Clouds(config),
+        kube=kube,
+        clouds=CloudAccess(kube, Adapters(config)),
+        cache=IndexedCache(
+            kwargs["builds_by_image"], kwargs["channels_by_namespace"], kwargs["jobs_by_build"], kwargs["pods_by_build"]
+        ),
         reconcilers={
             GOLDENIMAGE: goldenimages.reconcile,
             IMAGEBUILD: imagebuilds.reconcile,

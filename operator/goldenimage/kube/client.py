@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +23,15 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from ..api.resources import GROUP, VERSION, GoldenImage, ImageBuild, ImageChannel, Resource
+from ..api import labels
+from ..api.errors import ConflictError, GoneError, OwnedByAnotherError
+from ..api.group import GROUP, VERSION
+from ..api.resources import CustomResource, GoldenImage, ImageBuild, ImageChannel
 
 log = logging.getLogger(__name__)
+
+# The labels that say what an object the operator creates is; adoption requires them equal.
+IDENTITY_LABELS = (labels.BUILD, labels.ROLE, labels.TARGET, labels.REGION, labels.ATTEMPT)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class Kind:
         return base
 
 
-def _ours(resource: type[Resource]) -> Kind:
+def _ours(resource: type[CustomResource]) -> Kind:
     definition = resource.definition
     return Kind(GROUP, VERSION, definition.plural, definition.kind)
 
@@ -62,19 +69,7 @@ SERVICEACCOUNTS = Kind("", "v1", "serviceaccounts", "ServiceAccount")
 EVENTS = Kind("", "v1", "events", "Event")
 
 
-class ConflictError(Exception):
-    """The object changed since it was read."""
-
-
-class OwnedByAnotherError(ConflictError):
-    """An object of the name being created exists and has another controlling owner."""
-
-
-class NotFoundError(Exception):
-    """The object is gone."""
-
-
-def _controller(obj: dict[str, Any]) -> str | None:
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
     """The UID of the object's controlling owner, if any."""
     owners = obj.get("metadata", {}).get("ownerReferences") or []
     return next((o.get("uid") for o in owners if o.get("controller")), None)
@@ -137,7 +132,7 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status == 404:
-                raise NotFoundError(path) from exc
+                raise GoneError(path) from exc
             if exc.status == 409 and method in ("PATCH", "PUT"):
                 raise ConflictError(path) from exc
             raise
@@ -153,7 +148,7 @@ class Kube:
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             found: dict[str, Any] = await self.request("GET", kind.path(namespace, name))
-        except NotFoundError:
+        except GoneError:
             return None
         return found
 
@@ -177,12 +172,17 @@ class Kube:
         existing = await self.get(kind, namespace, name)
         if existing is None:  # deleted in between: the next reconcile creates it again
             raise ConflictError(f"{kind.kind} {name} was deleted while being adopted")
-        if _controller(body) != _controller(existing):
+        if controller_uid(body) != controller_uid(existing):
             raise OwnedByAnotherError(f"{kind.kind} {name} exists and belongs to another owner")
+        mine, theirs = body["metadata"].get("labels") or {}, existing["metadata"].get("labels") or {}
+        differ = sorted(k for k in IDENTITY_LABELS if mine.get(k) != theirs.get(k))
+        if differ:
+            # Same owner, yet not the object this name is for: never adopted as if it were.
+            raise OwnedByAnotherError(f"{kind.kind} {name} exists but is another object (labels {', '.join(differ)})")
         return existing
 
     async def delete(self, kind: Kind, namespace: str, name: str, *, propagation: str = "Background") -> None:
-        with contextlib.suppress(NotFoundError):
+        with contextlib.suppress(GoneError):
             await self.request("DELETE", kind.path(namespace, name), body={"propagationPolicy": propagation})
 
     async def replace(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -12,27 +12,27 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from ..api import labels, names
 from ..api.durations import parse as parse_duration
-from ..api.goldenimage import BuildPolicy, GoldenImageSpec, Target, Validation
+from ..api.goldenimage import GoldenImageSpec, Target
+from ..api.group import API_VERSION
+from ..api.identity import BuildIdentity
 from ..api.resources import ImageBuild
+from ..clouds import registry
 from ..config import Config
 from ..packer import bundle as packer_bundle
 from ..packer import inputs as packer_inputs
-from ..packer import tags
 from ..packer.render import template_name
-from . import labels, names
 
 INPUTS_DIR = "/etc/goldenimage/build"
 WORK_DIR = "/work"
 TERMINATION_LOG = "/dev/termination-log"
 RUNNER_UID = 65532
-# Environment variables that may hold credentials: never printed by the runner.
-CREDENTIAL_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "ARM_CLIENT_SECRET")
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
     return {
-        "apiVersion": "goldenimage.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": kind,
         "name": name,
         "uid": uid,
@@ -54,7 +54,7 @@ def restricted_security_context() -> dict[str, Any]:
 
 def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | None, list[dict[str, Any]]]:
     """(service account, envFrom) for the target's cloud identity."""
-    creds = getattr(recipe.credentials, target.cloud, None) if recipe.credentials else None
+    creds = recipe.credentials_for(target.cloud)
     if creds is None:
         return None, []
     if creds.secret_ref is not None:
@@ -62,8 +62,67 @@ def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | Non
     return creds.service_account_name, []
 
 
-def _build_id(build: ImageBuild) -> str:
-    return names.build_id(build.metadata.name, build.metadata.uid or "")
+def _runner_env(build: ImageBuild, target: Target, config: Config) -> list[dict[str, Any]]:
+    """What every runner container gets: writable places under the work directory, no calls home,
+    the build's id, the operator's runner env and the target's cloud env."""
+    return [
+        {"name": "HOME", "value": f"{WORK_DIR}/home"},
+        {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},
+        {"name": "PACKER_CACHE_DIR", "value": f"{WORK_DIR}/packer-cache"},
+        {"name": "CHECKPOINT_DISABLE", "value": "1"},
+        {"name": "GOLDENIMAGE_BUILD_ID", "value": BuildIdentity.of(build).build_id},
+        *({"name": k, "value": v} for k, v in sorted(config.runner_env.items())),
+        *registry.of(target).job_env(target, config),
+    ]
+
+
+def _runner_container(
+    args: list[str], env: list[dict[str, Any]], env_from: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    return {
+        "name": "runner",
+        "image": config.runner_image,
+        "command": list(config.runner_command),
+        "args": args,
+        "env": env,
+        "envFrom": env_from,
+        "securityContext": restricted_security_context(),
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "volumeMounts": [
+            {"name": "inputs", "mountPath": INPUTS_DIR, "readOnly": True},
+            {"name": "work", "mountPath": WORK_DIR},
+        ],
+    }
+
+
+def _pod_spec(
+    build: ImageBuild, target: Target, args: list[str], env: list[dict[str, Any]], config: Config
+) -> dict[str, Any]:
+    """The runner's Pod: the build's inputs mounted, and the target's cloud identity."""
+    service_account, env_from = _credentials_env(build.spec.recipe, target)
+    container = _runner_container(args, [*_runner_env(build, target, config), *env], env_from, config)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": int(config.termination_grace.total_seconds()),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "inputs", "configMap": {"name": names.inputs(build.metadata.name)}},
+            {"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
+        ],
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    return pod_spec
 
 
 def _runner_job(
@@ -79,53 +138,6 @@ def _runner_job(
 ) -> dict[str, Any]:
     """A Job running the runner with the build's inputs mounted and the target's cloud identity."""
     meta = build.metadata
-    base_env: list[dict[str, Any]] = [
-        {"name": "HOME", "value": f"{WORK_DIR}/home"},
-        {"name": "TMPDIR", "value": f"{WORK_DIR}/tmp"},
-        {"name": "PACKER_CACHE_DIR", "value": f"{WORK_DIR}/packer-cache"},
-        {"name": "CHECKPOINT_DISABLE", "value": "1"},
-        {"name": "GOLDENIMAGE_BUILD_ID", "value": _build_id(build)},
-        *({"name": k, "value": v} for k, v in sorted(config.runner_env.items())),
-    ]
-    if target.cloud == "aws" and config.aws_endpoint_url:
-        base_env.append({"name": "GOLDENIMAGE_AWS_ENDPOINT_URL", "value": config.aws_endpoint_url})
-    service_account, env_from = _credentials_env(build.spec.recipe, target)
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": int(config.termination_grace.total_seconds()),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNNER_UID,
-            "runAsGroup": RUNNER_UID,
-            "fsGroup": RUNNER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
-            {
-                "name": "runner",
-                "image": config.runner_image,
-                "command": list(config.runner_command),
-                "args": args,
-                "env": [*base_env, *env],
-                "envFrom": env_from,
-                "securityContext": restricted_security_context(),
-                "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-                "terminationMessagePath": TERMINATION_LOG,
-                "terminationMessagePolicy": "File",
-                "volumeMounts": [
-                    {"name": "inputs", "mountPath": INPUTS_DIR, "readOnly": True},
-                    {"name": "work", "mountPath": WORK_DIR},
-                ],
-            }
-        ],
-        "volumes": [
-            {"name": "inputs", "configMap": {"name": names.inputs(meta.name)}},
-            {"name": "work", "emptyDir": {"sizeLimit": "10Gi"}},
-        ],
-    }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -141,7 +153,7 @@ def _runner_job(
             "completions": 1,
             "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": int(config.job_ttl.total_seconds()),
-            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": job_labels}, "spec": _pod_spec(build, target, args, env, config)},
         },
     }
 
@@ -152,27 +164,27 @@ def _job_labels(build: ImageBuild, target: Target, attempt: int, role: str) -> d
 
 def build_job(build: ImageBuild, target: Target, attempt: int, config: Config) -> dict[str, Any]:
     recipe = build.spec.recipe
-    timeout = parse_duration((recipe.build or BuildPolicy()).timeout)
-    user_template = recipe.template is not None
-    template = packer_inputs.USER_TEMPLATE if user_template else template_name(target)
+    timeout = parse_duration(recipe.build_policy.timeout)
+    template = packer_inputs.USER_TEMPLATE if recipe.template is not None else template_name(target)
     args = [
         "build",
         f"--template={INPUTS_DIR}/{template}",
         f"--inputs={INPUTS_DIR}",
         f"--work-dir={WORK_DIR}",
         f"--result={TERMINATION_LOG}",
+        f"--target={target.name}",
         f"--var=attempt={attempt}",
     ]
-    args += [f"--cloud={target.cloud}", f"--region={target.location}", f"--target={target.name}"]
-    if target.aws is not None and target.aws.share_with is not None:
-        args += [f"--share-org={arn}" for arn in target.aws.share_with.organization_arns]
     if recipe.template is not None:
-        extra = {"build_id": _build_id(build), "target": target.name, "cloud": target.cloud, "region": target.location}
+        extra = {
+            "build_id": BuildIdentity.of(build).build_id,
+            "target": target.name,
+            "cloud": target.cloud,
+            "region": registry.of(target).location(target),
+        }
         args += ["--user-template", *(f"--var={k}={v}" for k, v in {**recipe.template.variables, **extra}.items())]
     env: list[dict[str, Any]] = []
-    if target.cloud == "aws" and config.aws_endpoint_url:
-        env.append({"name": "PKR_VAR_aws_endpoint", "value": config.aws_endpoint_url})
-    sensitive = list(CREDENTIAL_ENV)
+    sensitive = list(registry.of(target).sensitive_env)
     for secret in recipe.secret_variables:
         variable = f"PKR_VAR_{secret.name}"
         env.append(
@@ -185,7 +197,7 @@ def build_job(build: ImageBuild, target: Target, attempt: int, config: Config) -
     args += [f"--sensitive-env={name}" for name in sensitive]
     return _runner_job(
         name=names.build_job(build.metadata.name, target.name, attempt),
-        job_labels=_job_labels(build, target, attempt, "build"),
+        job_labels=_job_labels(build, target, attempt, labels.ROLE_BUILD),
         build=build,
         target=target,
         args=args,
@@ -204,15 +216,15 @@ def validation_job(
     build: ImageBuild, target: Target, region: str, artifact: str, attempt: int, config: Config
 ) -> dict[str, Any]:
     recipe, meta = build.spec.recipe, build.metadata
-    timeout = parse_duration((recipe.validation or Validation()).timeout)
+    timeout = parse_duration(recipe.validation_policy.timeout)
     instance_tags = {
-        tags.BUILD_ID: _build_id(build),
-        tags.IMAGE: build.spec.image,
-        tags.NAMESPACE: meta.namespace or "",
-        tags.VERSION: str(build.spec.version),
-        tags.TARGET: target.name,
-        tags.ROLE: "validation",
-        tags.MANAGED_BY: tags.MANAGER,
+        labels.BUILD_ID: BuildIdentity.of(build).build_id,
+        labels.IMAGE: build.spec.image,
+        labels.NAMESPACE: meta.namespace or "",
+        labels.VERSION: str(build.spec.version),
+        labels.TARGET: target.name,
+        labels.ROLE: labels.ROLE_VALIDATION,
+        labels.MANAGED_BY: labels.MANAGER,
         "Name": f"validate-{meta.name}-{target.name}",
     }
     args = [
@@ -226,7 +238,7 @@ def validation_job(
     ]
     return _runner_job(
         name=names.validation_job(meta.name, target.name, region, attempt),
-        job_labels={**_job_labels(build, target, attempt, "validate"), labels.REGION: region},
+        job_labels={**_job_labels(build, target, attempt, labels.ROLE_VALIDATION), labels.REGION: region},
         build=build,
         target=target,
         args=args,

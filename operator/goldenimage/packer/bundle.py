@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..api.goldenimage import GoldenImageSpec
+from ..api.identity import BuildIdentity
 from . import inputs
-from .render import BuildContext, Settings, render_target, template_name
+from .render import Settings, render_target, template_name
 
 # A ConfigMap holds at most 1 MiB; leave room for metadata.
 LIMIT = 1_000_000
@@ -21,7 +22,7 @@ class BundleTooLargeError(ValueError):
 
 def bundle(
     recipe: GoldenImageSpec,
-    ctx: BuildContext,
+    build: BuildIdentity,
     *,
     sources: Mapping[str, str],
     contents: Mapping[str, str],
@@ -33,7 +34,7 @@ def bundle(
     if recipe.template is None:
         for target in recipe.targets:
             data[template_name(target)] = render_target(
-                recipe, target, ctx, source=sources.get(target.name), settings=settings
+                recipe, target, build, source=sources.get(target.name), settings=settings
             )
     size = sum(len(k) + len(v.encode()) for k, v in data.items())
     if size > LIMIT:

@@ -15,10 +15,6 @@ LINUX = (
     "rm -rf /tmp/* /var/tmp/*",
 )
 
-# Azure's agent holds the provisioning user and its own state: deprovisioned last, as Azure
-# requires of generalized Linux images.
-AZURE = ("if command -v waagent >/dev/null 2>&1; then waagent -force -deprovision+user; fi", "sync")
-
 # Where provisioning leaves files; the scan stays out of /proc, /sys and the package database.
 SCANNED = (
     "/etc",
@@ -34,15 +30,25 @@ SCANNED = (
 )
 
 
-def secret_scan(names: list[str]) -> list[str]:
+def secret_scan(names: list[str], scanned: tuple[str, ...] = SCANNED) -> list[str]:
     """Shell lines that fail when any secret variable's value (in GOLDENIMAGE_SECRET_<n>) is found
-    in a file of the image. The value itself is never printed."""
+    in a file of the image. The value itself is never printed, only (up to 20 of) the files
+    holding it."""
     lines = ["set -u", "found=0"]
     for index, name in enumerate(names):
+        # grep -F takes each line of its pattern as a pattern of its own, and an empty one matches
+        # every file: a value of several lines (a key, a file's content with its final newline) is
+        # searched for by its longest line.
         lines.append(
-            f'if [ -n "${{GOLDENIMAGE_SECRET_{index}}}" ] && '
-            f'grep -rlsF -- "${{GOLDENIMAGE_SECRET_{index}}}" {" ".join(SCANNED)}; then '
-            f'echo "the value of secret variable {name} was found in the files above" >&2; found=1; fi'
+            f'needle=$(printf "%s\\n" "${{GOLDENIMAGE_SECRET_{index}}}" | '
+            "awk 'length($0) > length(best) { best = $0 } END { print best }')"
+        )
+        # grep's status is no verdict: a directory the image lacks makes it 2 even with a match.
+        lines.append(
+            'if [ -n "$needle" ]; then '
+            f'hits=$(grep -rlsF -- "$needle" {" ".join(scanned)} | head -n 20); '
+            'if [ -n "$hits" ]; then echo "$hits" >&2; '
+            f'echo "the value of secret variable {name} was found in the files above" >&2; found=1; fi; fi'
         )
     lines.append('[ "$found" = 0 ] || { echo "refusing to capture an image that contains a secret" >&2; exit 1; }')
     return lines

@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..api import cron, durations
+from ..api import cron, durations, labels, names
 from ..api.conditions import Condition, set_condition
 from ..api.goldenimage import GoldenImageStatus
 from ..api.imagebuild import BuildReason, ImageBuildSpec
 from ..api.resources import GoldenImage
-from ..kube import labels, names
 from ..packer.fingerprint import fingerprint, image_recipe
 from .actions import Action, AnnotateBuild, CreateBuild, DeleteBuild, Emit
 
@@ -66,8 +65,8 @@ def _latest(builds: Sequence[BuildSummary]) -> BuildSummary | None:
 
 
 def _next_rebuild(image: GoldenImage, latest: BuildSummary | None) -> datetime | None:
-    policy = image.spec.rebuild
-    if policy is None or latest is None:
+    policy = image.spec.rebuild_policy
+    if latest is None:
         return None
     due = []
     if policy.schedule:
@@ -86,128 +85,185 @@ def _retire(keep: int, observed: ImageObservation) -> list[Action]:
     for build in live[keep:]:
         if build.name in observed.referenced or build.name == newest_validated or not build.finished:
             continue
-        out.append(DeleteBuild(build.name))
-        out.append(Emit("Normal", "VersionRetired", f"version {build.version} is beyond keepVersions ({keep})"))
+        retire = DeleteBuild(build.name)
+        message = f"version {build.version} is beyond keepVersions ({keep})"
+        out += [retire, Emit("Normal", "VersionRetired", message, announces=retire)]
     return out
 
 
-def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
-    spec = image.spec
-    now = observed.now
-    generation = image.metadata.generation
-    status = image.status or GoldenImageStatus()
-    conditions = list(status.conditions)
-    actions: list[Action] = []
-    latest = _latest(observed.builds)
-    recipe = image_recipe(spec)
+def _sources(image: GoldenImage, observed: ImageObservation, latest: BuildSummary | None) -> dict[str, str]:
+    """The sources to build from: with onSourceChange off, an unchanged recipe keeps the sources
+    it was built from."""
+    if image.spec.rebuild_policy.on_source_change or latest is None:
+        return dict(observed.sources)
+    if latest.recipe == image_recipe(image.spec) and latest.inputs == observed.inputs:
+        return {**observed.sources, **latest.sources}
+    return dict(observed.sources)
 
-    # Sources: with onSourceChange off, an unchanged recipe keeps the sources it was built from.
-    sources = dict(observed.sources)
-    follow_sources = spec.rebuild.on_source_change if spec.rebuild else True
-    if not follow_sources and latest is not None and latest.recipe == recipe and latest.inputs == observed.inputs:
-        sources = {**sources, **latest.sources}
-    current = fingerprint(spec, sources=sources, inputs=observed.inputs, runner=observed.runner)
 
-    blocked: tuple[str, str] | None = None
+def _blocked(observed: ImageObservation) -> tuple[str, str] | None:
+    """(reason, message) when no version can be built now."""
     if observed.missing_inputs:
-        blocked = ("MissingConfigMap", "waiting for ConfigMap key " + ", ".join(observed.missing_inputs))
-    elif observed.credential_errors:
-        blocked = ("MissingCredentials", "; ".join(e for _, e in sorted(observed.credential_errors.items())))
-    elif observed.source_errors:
-        blocked = ("SourceNotFound", "; ".join(f"{t}: {e}" for t, e in sorted(observed.source_errors.items())))
+        return ("MissingConfigMap", "waiting for ConfigMap key " + ", ".join(observed.missing_inputs))
+    if observed.credential_errors:
+        return ("MissingCredentials", "; ".join(e for _, e in sorted(observed.credential_errors.items())))
+    if observed.source_errors:
+        return ("SourceNotFound", "; ".join(f"{t}: {e}" for t, e in sorted(observed.source_errors.items())))
+    return None
 
-    reason: BuildReason | None = None
+
+def _token_unanswered(image: GoldenImage, observed: ImageObservation) -> bool:
+    """A rebuild was requested with a token no version answered yet."""
     token = image.metadata.annotations.get(labels.REBUILD, "")
-    next_rebuild = _next_rebuild(image, latest)
-    if latest is None:
-        reason = "Initial"
-    elif latest.fingerprint != current:
-        if latest.recipe != recipe or latest.inputs != observed.inputs:
-            reason = "SpecChanged"
-        elif latest.sources != sources:
-            reason = "SourceChanged"
-        else:
-            reason = "RunnerChanged"
-    elif (
-        token
-        and token != status.handled_rebuild_token
+    handled = image.status.handled_rebuild_token if image.status is not None else None
+    return (
+        bool(token)
+        and token != handled
         and not any(b.annotations.get(labels.REBUILD_TOKEN) == token for b in observed.builds)
-    ):
-        reason = "RebuildRequested"
-    elif next_rebuild is not None and now >= next_rebuild and latest is not None and latest.finished:
+    )
+
+
+def _reason(
+    image: GoldenImage,
+    observed: ImageObservation,
+    latest: BuildSummary | None,
+    sources: Mapping[str, str],
+    current: str,
+) -> BuildReason | None:
+    """Why a new version is needed now, if it is."""
+    if latest is None:
+        return "Initial"
+    if latest.fingerprint != current:
+        if latest.recipe != image_recipe(image.spec) or latest.inputs != observed.inputs:
+            return "SpecChanged"
+        if latest.sources != sources:
+            return "SourceChanged"
+        return "RunnerChanged"
+    if _token_unanswered(image, observed):
+        return "RebuildRequested"
+    next_rebuild = _next_rebuild(image, latest)
+    if next_rebuild is not None and observed.now >= next_rebuild and latest.finished:
         # Never while the latest build is still at work: a short maxAge must not pile up builds.
-        schedule = spec.rebuild.schedule if spec.rebuild else None
-        reason = "Scheduled" if schedule and cron.parse(schedule).next_after(latest.created) <= now else "MaxAge"
+        schedule = image.spec.rebuild_policy.schedule
+        due = schedule and cron.parse(schedule).next_after(latest.created) <= observed.now
+        return "Scheduled" if due else "MaxAge"
+    return None
 
-    policy: str = spec.retention.deletion_policy if spec.retention else "Retain"
-    versions = [b.version for b in observed.builds] + [status.latest_version or 0]
-    created: CreateBuild | None = None
-    if reason is not None and blocked is None:
-        version = max(versions) + 1
-        name = names.build(image.metadata.name, version)
-        annotations = {labels.DELETION_POLICY: policy}
-        if token:
-            # Whatever made this version, the token present now is answered by it.
-            annotations[labels.REBUILD_TOKEN] = token
-        created = CreateBuild(
-            name=name,
-            spec=ImageBuildSpec(
-                image=image.metadata.name,
-                version=version,
-                fingerprint=current,
-                reason=reason,
-                recipe=spec,
-                sources=sources,
-                inputs=dict(observed.inputs),
-            ),
-            annotations=annotations,
-        )
-        actions.append(created)
-        actions.append(Emit("Normal", "VersionCreated", f"version {version} ({reason}): ImageBuild {name}"))
-        next_rebuild = None  # recomputed from the new build next time
 
-    for build in observed.builds:
-        if not build.deleting and build.annotations.get(labels.DELETION_POLICY) != policy:
-            actions.append(AnnotateBuild(build.name, {labels.DELETION_POLICY: policy}))
-    actions += _retire(spec.retention.keep_versions if spec.retention else 10, observed)
+def _create(
+    image: GoldenImage,
+    observed: ImageObservation,
+    reason: BuildReason,
+    sources: Mapping[str, str],
+    current: str,
+) -> CreateBuild:
+    """The next version: numbered after every version seen, in the builds or in the status, so
+    that versions never repeat or go down."""
+    status = image.status or GoldenImageStatus()
+    version = max([b.version for b in observed.builds] + [status.latest_version or 0]) + 1
+    annotations: dict[str, str] = {labels.DELETION_POLICY: image.spec.retention_policy.deletion_policy}
+    token = image.metadata.annotations.get(labels.REBUILD, "")
+    if token:
+        # Whatever made this version, the token present now is answered by it.
+        annotations[labels.REBUILD_TOKEN] = token
+    return CreateBuild(
+        name=names.build(image.metadata.name, version),
+        spec=ImageBuildSpec(
+            image=image.metadata.name,
+            version=version,
+            fingerprint=current,
+            reason=reason,
+            recipe=image.spec,
+            sources=dict(sources),
+            inputs=dict(observed.inputs),
+        ),
+        annotations=annotations,
+    )
 
-    # Status: the newest version and what its build says.
-    latest_name: str | None = None
-    latest_version: int | None = None
-    if created is not None:
-        latest_name, latest_version = created.name, created.spec.version
-        ready: tuple[str, str, str] = ("False", "Building", f"building version {latest_version} ({reason})")
-    elif latest is not None:
-        latest_name, latest_version = latest.name, latest.version
-        if latest.ready is None:
-            ready = ("False", "Building", f"building version {latest.version}")
-        else:
-            ready = (latest.ready.status, latest.ready.reason, f"version {latest.version}: {latest.ready.message}")
-    else:
-        ready = ("False", "Pending", "no version built yet")
+
+def _annotate(image: GoldenImage, observed: ImageObservation) -> list[Action]:
+    """Keep every build's deletion policy in step with the image's."""
+    policy: str = image.spec.retention_policy.deletion_policy
+    return [
+        AnnotateBuild(b.name, {labels.DELETION_POLICY: policy})
+        for b in observed.builds
+        if not b.deleting and b.annotations.get(labels.DELETION_POLICY) != policy
+    ]
+
+
+def _ready(
+    created: CreateBuild | None, latest: BuildSummary | None, blocked: tuple[str, str] | None
+) -> tuple[str, str, str]:
+    """The Ready condition: what blocks the image, else what its newest version's build says."""
     if blocked is not None:
-        ready = ("False", *blocked)
-    conditions = set_condition(conditions, "Ready", *ready, now=now, generation=generation)  # type: ignore[arg-type]
+        return ("False", *blocked)
+    if created is not None:
+        return ("False", "Building", f"building version {created.spec.version} ({created.spec.reason})")
+    if latest is None:
+        return ("False", "Pending", "no version built yet")
+    if latest.ready is None:
+        return ("False", "Building", f"building version {latest.version}")
+    return (latest.ready.status, latest.ready.reason, f"version {latest.version}: {latest.ready.message}")
 
+
+def _status(
+    image: GoldenImage,
+    observed: ImageObservation,
+    created: CreateBuild | None,
+    blocked: tuple[str, str] | None,
+    sources: Mapping[str, str],
+    current: str,
+) -> GoldenImageStatus:
+    """The image's status: its newest version, its newest validated one, and when it rebuilds."""
+    now, generation = observed.now, image.metadata.generation
+    status = image.status or GoldenImageStatus()
+    latest = _latest(observed.builds)
+    newest = (created.name, created.spec.version) if created is not None else None
+    if newest is None and latest is not None:
+        newest = (latest.name, latest.version)
+    ready = _ready(created, latest, blocked)
+    conditions = set_condition(list(status.conditions), "Ready", *ready, now=now, generation=generation)  # type: ignore[arg-type]
     validated = max(
         (b for b in observed.builds if b.validated and not b.revoked and not b.deleting),
         key=lambda b: b.version,
         default=None,
     )
-    new_status = status.model_copy(
+    token = image.metadata.annotations.get(labels.REBUILD, "")
+    return status.model_copy(
         update={
             "observed_generation": generation,
-            "latest_version": latest_version,
-            "latest_build": latest_name,
+            # With every build gone and none created (say, blocked meanwhile), the number stays:
+            # the next version is numbered after it, never again as 1.
+            "latest_version": newest[1] if newest else status.latest_version,
+            "latest_build": newest[0] if newest else None,
             "latest_validated_version": validated.version if validated else None,
             "latest_validated_build": validated.name if validated else None,
             "fingerprint": current,
-            "sources": sources,
+            "sources": dict(sources),
             "last_build_at": now if created is not None else (latest.created if latest else None),
-            "next_rebuild_at": next_rebuild,
+            # A new build's schedule is computed from it next time.
+            "next_rebuild_at": None if created is not None else _next_rebuild(image, latest),
             "handled_rebuild_token": token if created is not None and token else status.handled_rebuild_token,
             "conditions": conditions,
         }
     )
+
+
+def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
+    latest = _latest(observed.builds)
+    sources = _sources(image, observed, latest)
+    current = fingerprint(image.spec, sources=sources, inputs=observed.inputs, runner=observed.runner)
+    blocked = _blocked(observed)
+    reason = _reason(image, observed, latest, sources, current)
+    actions: list[Action] = []
+    created: CreateBuild | None = None
+    if reason is not None and blocked is None:
+        created = _create(image, observed, reason, sources, current)
+        message = f"version {created.spec.version} ({reason}): ImageBuild {created.name}"
+        actions += [created, Emit("Normal", "VersionCreated", message, announces=created)]
+    actions += _annotate(image, observed)
+    actions += _retire(image.spec.retention_policy.keep_versions, observed)
+    status = _status(image, observed, created, blocked, sources, current)
+    next_rebuild, now = status.next_rebuild_at, observed.now
     requeue = (next_rebuild - now) if next_rebuild is not None and next_rebuild > now else None
-    return ImagePlan(new_status, tuple(actions), requeue)
+    return ImagePlan(status, tuple(actions), requeue)

@@ -1,5 +1,6 @@
 """Planning one ImageBuild: inputs, one Job per target and attempt, retries with backoff,
-artifacts recorded as results arrive, and the Built and Ready conditions (pure)."""
+artifacts recorded as results arrive (once checked), validation per artifact, revocation, and
+the Built, Validated, Available and Ready conditions (pure)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from ..api import labels, names
 from ..api.conditions import Condition, is_true, set_condition
-from ..api.goldenimage import BuildPolicy, Target
-from ..api.imagebuild import Artifact, CheckResult, ImageBuildStatus, TargetStatus, ValidationResult
+from ..api.goldenimage import Target
+from ..api.identity import BuildIdentity
+from ..api.imagebuild import (
+    Artifact,
+    CheckResult,
+    ImageBuildStatus,
+    MissingArtifact,
+    TargetStatus,
+    ValidationResult,
+)
 from ..api.resources import ImageBuild
-from ..kube import names
-from ..kube.results import JobOutcome
+from ..clouds import registry
 from ..packer import inputs as packer_inputs
 from ..packer.bundle import BundleTooLargeError, bundle
-from ..packer.render import BuildContext, Settings
+from ..packer.render import Settings
 from . import backoff
 from .actions import (
     Action,
+    AddFinalizer,
     CreateInputs,
     CreateJob,
     CreateValidationJob,
@@ -27,6 +37,7 @@ from .actions import (
     Emit,
     SweepAttempt,
 )
+from .outcomes import JobOutcome
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,9 @@ class BuildObservation:
     # Without its ServiceAccount a Job's Pod is never created: the Job would wait for its deadline.
     missing_service_accounts: Sequence[str] = ()
     jobs: Mapping[str, JobOutcome] = field(default_factory=dict)
+    # Recorded artifacts found gone from their cloud, as (region, id); None when not checked in
+    # this pass (what the status says stands).
+    missing: frozenset[tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +62,6 @@ class BuildSettings:
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(minutes=30)
     render: Settings = field(default_factory=Settings)
-    # Clouds whose artifacts the runner can boot and check.
-    validators: frozenset[str] = frozenset({"aws"})
 
 
 @dataclass(frozen=True)
@@ -71,21 +83,10 @@ def finished(build: ImageBuild) -> bool:
     return {(t.name, a.region) for t in status.targets if t.phase == "Succeeded" for a in t.artifacts} <= validated
 
 
-def context(build: ImageBuild) -> BuildContext:
-    meta = build.metadata
-    return BuildContext(
-        namespace=meta.namespace or "",
-        image=build.spec.image,
-        build=meta.name,
-        version=build.spec.version,
-        build_id=names.build_id(meta.name, meta.uid or ""),
-    )
-
-
-def artifact_regions(target: Target, artifacts: Sequence[tuple[str, str]]) -> list[Artifact]:
-    """Fill in the region where the cloud's id carries none."""
-    default = "global" if target.gcp is not None else target.location
-    return [Artifact(region=region or default, id=ident) for region, ident in artifacts]
+def undeclared(target: Target, artifacts: Sequence[tuple[str, str]]) -> list[str]:
+    """Reported artifacts in regions the target does not build in (a result is a claim)."""
+    regions = registry.of(target).regions(target)
+    return [f"{ident} in {region or 'no region'}" for region, ident in artifacts if region not in regions]
 
 
 def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tuple[str, str] | None:
@@ -120,6 +121,8 @@ class _Planner:
         self.blocked: tuple[str, str] | None = None
 
     def plan(self) -> BuildPlan:
+        if labels.FINALIZER not in self.build.metadata.finalizers:
+            self.actions.append(AddFinalizer())
         self._inputs()
         if self.blocked is None and self.observed.missing_secrets:
             names_ = ", ".join(self.observed.missing_secrets)
@@ -131,11 +134,13 @@ class _Planner:
         targets = [self._target(t, previous.get(t.name)) for t in self.build.spec.recipe.targets]
         validation = self._validation(targets)
         self._revocation(targets)
-        conditions = self._conditions(targets, validation)
+        missing = self._missing(targets)
+        conditions = self._conditions(targets, validation, missing)
         status = self.status.model_copy(
             update={
                 "targets": targets,
                 "validation": validation,
+                "missing_artifacts": missing,
                 "conditions": conditions,
                 "observed_generation": self.build.metadata.generation,
             }
@@ -154,7 +159,7 @@ class _Planner:
         try:
             data = bundle(
                 self.build.spec.recipe,
-                context(self.build),
+                BuildIdentity.of(self.build),
                 sources=self.build.spec.sources,
                 contents=self.observed.input_contents or {},
                 settings=self.settings.render,
@@ -166,16 +171,28 @@ class _Planner:
 
     # -- targets ---------------------------------------------------------------------------
 
+    def _job(
+        self, name: str, recorded: str | None, role: str, target: str, attempt: int, region: str = ""
+    ) -> JobOutcome | None:
+        """The Job of that name, else the one the status recorded (named by an earlier release),
+        if its labels say it is the one wanted; any other Job of the name is not taken for it
+        (creating the wanted one then reports the name as taken)."""
+        for candidate in dict.fromkeys(n for n in (name, recorded) if n):
+            outcome = self.observed.jobs.get(candidate)
+            if outcome is not None and outcome.is_for(role, target, attempt, region):
+                return outcome
+        return None
+
     def _target(self, target: Target, current: TargetStatus | None) -> TargetStatus:
         status = current or TargetStatus(name=target.name, cloud=target.cloud, phase="Pending", attempt=1)
         if status.phase in ("Succeeded", "Failed"):
             return status
         job = names.build_job(self.build.metadata.name, target.name, status.attempt)
-        outcome = self.observed.jobs.get(job)
+        outcome = self._job(job, status.job_name, labels.ROLE_BUILD, target.name, status.attempt)
         if self.build.spec.revoked is not None and not (outcome and outcome.result and outcome.result.ok):
             # A revoked version is not worth finishing.
             if outcome is not None and outcome.state == "Active":
-                self.actions.append(DeleteJob(job))
+                self.actions.append(DeleteJob(outcome.name))
             return self._failed(target, status, "Permanent", "revoked before it was built")
         if self.blocked is not None and self.blocked[0] in PERMANENT_BLOCKS:
             # The inputs this version recorded are gone or changed: it can never be built.
@@ -188,14 +205,13 @@ class _Planner:
                 return status
             if self.blocked is not None:
                 return status
-            self.actions.append(CreateJob(target.name, status.attempt))
-            self.actions.append(
-                Emit("Normal", "BuildStarted", f"target {target.name}: attempt {status.attempt} started as Job {job}")
-            )
+            create = CreateJob(target.name, status.attempt)
+            started = f"target {target.name}: attempt {status.attempt} started as Job {job}"
+            self.actions += [create, Emit("Normal", "BuildStarted", started, announces=create)]
             return status.model_copy(
                 update={"phase": "Building", "job_name": job, "started_at": self.now, "next_attempt_at": None}
             )
-        status = status.model_copy(update={"phase": "Building", "job_name": job})
+        status = status.model_copy(update={"phase": "Building", "job_name": outcome.name})
         if status.started_at is None:
             status = status.model_copy(update={"started_at": self.now})
         result = outcome.result
@@ -216,7 +232,12 @@ class _Planner:
 
     def _succeeded(self, target: Target, status: TargetStatus, outcome: JobOutcome) -> TargetStatus:
         assert outcome.result is not None
-        artifacts = artifact_regions(target, [(a.region, a.id) for a in outcome.result.artifacts])
+        reported = [(a.region, a.id) for a in outcome.result.artifacts]
+        foreign = undeclared(target, reported)
+        if foreign:
+            message = f"the build reported artifacts outside the target's regions: {', '.join(foreign[:5])}"
+            return self._failed(target, status, "Permanent", message, outcome.finished_at)
+        artifacts = [Artifact(region=a.region, id=a.id, state=a.state or None) for a in outcome.result.artifacts]
         where = ", ".join(f"{a.region}: {a.id}" for a in artifacts)
         self.actions.append(Emit("Normal", "TargetBuilt", f"target {target.name} built {where}"))
         return status.model_copy(
@@ -239,9 +260,9 @@ class _Planner:
         finished_at: datetime | None = None,
     ) -> TargetStatus:
         finished = finished_at or self.now
-        self.actions.append(SweepAttempt(target.name, status.attempt))
-        recipe = self.build.spec.recipe
-        max_attempts = (recipe.build or BuildPolicy()).max_attempts
+        if registry.of(target).capabilities.sweep:
+            self.actions.append(SweepAttempt(target.name, status.attempt))
+        max_attempts = self.build.spec.recipe.build_policy.max_attempts
         attempt = status.attempt
         if error_class == "Permanent" or attempt >= max_attempts:
             why = "" if error_class == "Permanent" else f" (attempt {attempt} of {max_attempts})"
@@ -296,7 +317,7 @@ class _Planner:
     def _validate(self, target: Target, entry: ValidationResult) -> ValidationResult:
         if entry.phase in ("Passed", "Failed"):
             return entry
-        if target.cloud not in self.settings.validators:
+        if not registry.of(target).capabilities.validate:
             return entry.model_copy(
                 update={
                     "phase": "Failed",
@@ -305,7 +326,7 @@ class _Planner:
                 }
             )
         job = names.validation_job(self.build.metadata.name, target.name, entry.region, 1)
-        outcome = self.observed.jobs.get(job)
+        outcome = self._job(job, entry.job_name, labels.ROLE_VALIDATION, target.name, 1, entry.region)
         if outcome is None:
             if entry.phase == "Running":
                 return self._validation_failed(entry, "the validation Job disappeared before it reported a result")
@@ -317,7 +338,7 @@ class _Planner:
             self.actions.append(CreateValidationJob(target.name, entry.region, entry.artifact))
             return entry.model_copy(update={"phase": "Running", "job_name": job, "started_at": self.now})
         entry = entry.model_copy(
-            update={"phase": "Running", "job_name": job, "started_at": entry.started_at or self.now}
+            update={"phase": "Running", "job_name": outcome.name, "started_at": entry.started_at or self.now}
         )
         if outcome.state == "Active":
             if outcome.stuck:
@@ -358,10 +379,40 @@ class _Planner:
         if is_true(self.status.conditions, "Deprecated"):
             return
         # Targets are terminal by now (a revoked build stops): every artifact there will be is here.
-        artifacts = tuple((t.name, a.region, a.id) for t in targets for a in t.artifacts)
+        clouds = {t.name: registry.of(t) for t in self.build.spec.recipe.targets}
+        artifacts = tuple(
+            (t.name, a.region, a.id) for t in targets if clouds[t.name].capabilities.deprecate for a in t.artifacts
+        )
         if artifacts:
             self.actions.append(DeprecateArtifacts(artifacts, revoked.reason))
+        kept = sorted(
+            {clouds[t.name].name for t in targets if t.artifacts and not clouds[t.name].capabilities.deprecate}
+        )
+        if kept:
+            where = ", ".join(kept)
+            self.actions.append(
+                Emit(
+                    "Warning", "DeprecationUnsupported", f"artifacts on {where} are not marked deprecated in the cloud"
+                )
+            )
         self.actions.append(Emit("Warning", "Revoked", f"version {self.build.spec.version} revoked: {revoked.reason}"))
+
+    # -- availability --------------------------------------------------------------------
+
+    def _missing(self, targets: Sequence[TargetStatus]) -> list[MissingArtifact]:
+        """Recorded artifacts found gone from their cloud (as last observed)."""
+        if self.observed.missing is None:
+            return list(self.status.missing_artifacts)
+        found = [
+            MissingArtifact(target=t.name, region=a.region, id=a.id)
+            for t in targets
+            for a in t.artifacts
+            if (a.region, a.id) in self.observed.missing
+        ]
+        if found and not self.status.missing_artifacts:
+            listed = ", ".join(f"{m.id} in {m.region}" for m in found[:5])
+            self.actions.append(Emit("Warning", "ArtifactsMissing", f"artifacts gone from their cloud: {listed}"))
+        return found
 
     # -- conditions ------------------------------------------------------------------------
 
@@ -397,13 +448,23 @@ class _Planner:
         done = sum(v.phase == "Passed" for v in validation)
         return ("False", "Validating", f"{done} of {len(validation)} artifacts validated")
 
-    def _conditions(self, targets: Sequence[TargetStatus], validation: Sequence[ValidationResult]) -> list[Condition]:
+    def _conditions(
+        self,
+        targets: Sequence[TargetStatus],
+        validation: Sequence[ValidationResult],
+        missing: Sequence[MissingArtifact],
+    ) -> list[Condition]:
         generation = self.build.metadata.generation
         built = self._built(targets)
         validated = self._validated(built[0], validation)
         revoked = self.build.spec.revoked
+        gone = ", ".join(f"{m.id} in {m.region}" for m in missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         if revoked is not None:
             ready = ("False", "Revoked", revoked.reason)
+        elif missing:
+            ready = ("False", "ArtifactsMissing", f"artifacts gone from their cloud: {gone}")
         elif built[0] != "True":
             ready = built
         elif validated[0] == "True":
@@ -413,6 +474,12 @@ class _Planner:
         conditions = list(self.status.conditions)
         for type_, (status, reason, message) in (("Built", built), ("Validated", validated), ("Ready", ready)):
             conditions = set_condition(conditions, type_, status, reason, message, self.now, generation)  # type: ignore[arg-type]
+        if missing:
+            conditions = set_condition(conditions, "Available", "False", "ArtifactsMissing", gone, self.now, generation)
+        elif built[0] == "True":
+            conditions = set_condition(
+                conditions, "Available", "True", "Present", "every artifact exists", self.now, generation
+            )
         if revoked is not None:
             conditions = set_condition(
                 conditions,

@@ -1,6 +1,6 @@
 """Planning an ImageChannel: where the pointer should be, moving it only to builds that are
 validated, unrevoked and whose artifacts exist, falling back through history when the current
-one stops being usable, and keeping a bounded history (pure).
+one stops being usable, keeping a bounded history, and publishing the pointer (pure).
 
 The rule above all: a channel never points at a build that is unvalidated, failed, revoked or
 whose artifacts are missing. When nothing usable is left it points nowhere and says why.
@@ -8,29 +8,54 @@ whose artifacts are missing. When nothing usable is left it points nowhere and s
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from ..api import durations
 from ..api.conditions import set_condition
+from ..api.goldenimage import Credentials
 from ..api.imagechannel import ChannelArtifact, ChannelEntry, ImageChannelStatus, PromotionReason
 from ..api.resources import ImageChannel
-from .actions import Emit
+from ..clouds import registry
+from ..clouds.base import Pointer
+from .actions import Action, Emit, Publish, PublishConfigMap
+from .usable import FALLBACK, BuildView, Verdict, verdict
+
+CONFIG_MAP = "configMap"
 
 
 @dataclass(frozen=True)
-class BuildView:
-    """What a channel needs to know of one build of its image."""
+class PublishOutcome:
+    """What the last publication of one kind (a cloud, or the ConfigMap) did."""
 
-    name: str
-    version: int
-    fingerprint: str
-    artifacts: tuple[ChannelArtifact, ...]
-    validated_at: datetime | None = None  # when Validated turned True; None when it is not
-    revoked: str | None = None  # the revocation reason
-    state: str = ""  # the build's Ready reason, for messages
+    key: str  # what was published (see `Publish.key`)
+    ok: bool
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Following:
+    """Whom a channel follows (`source.channel`), and whether a pin or `suspend` holds it."""
+
+    upstream: str | None
+    held: bool = False
+
+
+def upstream_chain(name: str, first: str, following: Mapping[str, Following]) -> tuple[str, ...]:
+    """The channels `name` follows, from its upstream `first` on, as far as each follows the
+    next; it ends with a name seen before when they follow one another in a cycle. A held
+    channel follows nobody: it breaks a loop."""
+    chain = [first]
+    while chain[-1] != name and chain[-1] not in chain[:-1]:
+        upstream = following.get(chain[-1])
+        if upstream is None or upstream.held or upstream.upstream is None:
+            break
+        chain.append(upstream.upstream)
+    return tuple(chain)
 
 
 @dataclass(frozen=True)
@@ -40,39 +65,37 @@ class ChannelObservation:
     # For `source.channel`: the upstream channel's status, and whether it exists at all.
     upstream: ImageChannelStatus | None = None
     upstream_exists: bool = True
-    # Artifacts, as (region, id), that no longer exist in their cloud.
-    missing: frozenset[tuple[str, str]] = frozenset()
+    # Whom each channel of the namespace follows, by name: cycles are found through it.
+    following: Mapping[str, Following] = field(default_factory=dict)
+    # The last publication per cloud (and "configMap"), as the executor recorded it.
+    published: Mapping[str, PublishOutcome] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    # Publication is written again this often even when nothing moved: drift is corrected.
+    republish: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
 class ChannelPlan:
     status: ImageChannelStatus
-    actions: tuple[Emit, ...]
+    actions: tuple[Action, ...]
     requeue_after: timedelta | None
     moved: bool
 
 
-Verdict = tuple[Literal[True], None, None] | tuple[Literal[False], str, str]
-
-# The history reason of a fallback, by why the entry it replaced became unusable.
-FALLBACK: dict[str, PromotionReason] = {
-    "NotFound": "BuildMissing",
-    "Revoked": "Revoked",
-    "NotValidated": "NotValidated",
-    "ArtifactsMissing": "ArtifactsMissing",
-}
-
-
 class _Planner:
-    def __init__(self, channel: ImageChannel, observed: ChannelObservation) -> None:
+    def __init__(self, channel: ImageChannel, observed: ChannelObservation, settings: ChannelSettings) -> None:
         self.channel = channel
+        self.settings = settings
         self.spec = channel.spec
         self.observed = observed
         self.now = observed.now
         self.status = channel.status or ImageChannelStatus()
         self.current = self.status.current
         self.history = list(self.status.history)
-        self.actions: list[Emit] = []
+        self.actions: list[Action] = []
         self.requeue: list[timedelta] = []
         self.problem: tuple[str, str] | None = None  # (reason, message) for Ready=False
         self.note = ""  # why the channel is where it is, for Ready=True
@@ -81,22 +104,10 @@ class _Planner:
     # -- eligibility -----------------------------------------------------------------------
 
     def verdict(self, version: int) -> Verdict:
-        build = self.observed.builds.get(version)
-        if build is None:
-            return (False, "NotFound", f"version {version} has no ImageBuild")
-        if build.revoked is not None:
-            return (False, "Revoked", f"version {version} is revoked: {build.revoked}")
-        if build.validated_at is None or not build.artifacts:
-            state = f" ({build.state})" if build.state else ""
-            return (False, "NotValidated", f"version {version} is not validated{state}")
-        gone = [a for a in build.artifacts if (a.region, a.id) in self.observed.missing]
-        if gone:
-            listed = ", ".join(f"{a.id} in {a.region}" for a in gone)
-            return (False, "ArtifactsMissing", f"version {version} lost artifacts: {listed}")
-        return (True, None, None)
+        return verdict(version, self.observed.builds.get(version))
 
     def usable(self, version: int) -> bool:
-        return self.verdict(version)[0]
+        return self.verdict(version).usable
 
     # -- moves -----------------------------------------------------------------------------
 
@@ -134,21 +145,23 @@ class _Planner:
     def plan(self) -> ChannelPlan:
         self._fall_back()
         self._follow_policy()
-        return ChannelPlan(self._status(), tuple(self.actions), min(self.requeue) if self.requeue else None, self.moved)
+        published = self._publication()
+        status = self._status(published)
+        return ChannelPlan(status, tuple(self.actions), min(self.requeue) if self.requeue else None, self.moved)
 
     def _fall_back(self) -> None:
         """The current entry became unusable: the newest usable entry of history replaces it."""
         if self.current is None:
             return
-        ok, reason, message = self.verdict(self.current.version)
-        if ok:
+        found = self.verdict(self.current.version)
+        if found.usable:
             return
-        assert reason is not None and message is not None
+        assert found.reason is not None
         for entry in self.history:
             if entry.version != self.current.version and self.usable(entry.version):
-                self.move(entry.version, FALLBACK[reason], f"{message}; back to version {entry.version}")
+                self.move(entry.version, FALLBACK[found.reason], f"{found.message}; back to version {entry.version}")
                 return
-        self.clear(f"{message}, and no earlier entry of its history is usable")
+        self.clear(f"{found.message}, and no earlier entry of its history is usable")
 
     def _follow_policy(self) -> None:
         spec = self.spec
@@ -169,10 +182,9 @@ class _Planner:
         if self.current is not None and self.current.version == version:
             self.note = f"pinned to version {version}"
             return
-        ok, reason, message = self.verdict(version)
-        if not ok:
-            assert message is not None
-            self.problem = (f"Pinned{reason}", f"spec.version {version} cannot be used: {message}")
+        found = self.verdict(version)
+        if not found.usable:
+            self.problem = (f"Pinned{found.reason}", f"spec.version {version} cannot be used: {found.message}")
             return
         older = self.current is not None and version < self.current.version
         self.move(version, "Rollback" if older else "Pinned", f"spec.version is {version}")
@@ -198,6 +210,11 @@ class _Planner:
             self.problem = ("NoValidatedVersion", f"{self.spec.image} has no validated, unrevoked version yet")
 
     def _upstream(self, name: str) -> None:
+        chain = upstream_chain(self.channel.metadata.name, name, self.observed.following)
+        if chain[-1] in (self.channel.metadata.name, *chain[:-1]):
+            loop = " -> ".join((self.channel.metadata.name, *chain))
+            self.problem = ("UpstreamCycle", f"channels follow one another in a cycle ({loop}): pin or suspend one")
+            return
         if not self.observed.upstream_exists:
             self.problem = ("UpstreamNotFound", f"upstream channel {name} does not exist")
             return
@@ -208,12 +225,11 @@ class _Planner:
         if self.current is not None and self.current.version == upstream.version:
             self.note = f"following {name} at version {upstream.version}"
             return
-        ok, reason, message = self.verdict(upstream.version)
-        if not ok:
-            assert message is not None
+        found = self.verdict(upstream.version)
+        if not found.usable:
             self.problem = (
-                f"Upstream{reason}",
-                f"{name} points at version {upstream.version}, which is unusable: {message}",
+                f"Upstream{found.reason}",
+                f"{name} points at version {upstream.version}, which is unusable: {found.message}",
             )
             return
         ready_at = upstream.promoted_at + self._soak()
@@ -228,7 +244,7 @@ class _Planner:
 
     # -- status ----------------------------------------------------------------------------
 
-    def _status(self) -> ImageChannelStatus:
+    def _status(self, published: tuple[str, str, str] | None) -> ImageChannelStatus:
         generation = self.channel.metadata.generation
         if self.problem is not None:
             ready = ("False", *self.problem)
@@ -238,6 +254,10 @@ class _Planner:
             message = f"version {self.current.version} ({self.current.build})" + (f"; {self.note}" if self.note else "")
             ready = ("True", "Promoted", message)
         conditions = set_condition(self.status.conditions, "Ready", *ready, now=self.now, generation=generation)  # type: ignore[arg-type]
+        if published is not None:
+            conditions = set_condition(conditions, "Published", *published, now=self.now, generation=generation)  # type: ignore[arg-type]
+        else:
+            conditions = [c for c in conditions if c.type != "Published"]
         return self.status.model_copy(
             update={
                 "observed_generation": generation,
@@ -247,9 +267,109 @@ class _Planner:
             }
         )
 
+    # -- publication -----------------------------------------------------------------------
 
-def plan(channel: ImageChannel, observed: ChannelObservation) -> ChannelPlan:
-    return _Planner(channel, observed).plan()
+    def _publication(self) -> tuple[str, str, str] | None:
+        """Plan what must be written where consumers look; the Published condition from what the
+        last writes did. None when the channel publishes nothing."""
+        publish = self.spec.publish
+        if publish is None:
+            return None
+        current = list(self.current.artifacts) if self.current is not None else []
+        previous = list(self.history[0].artifacts) if self.history else []
+        done: list[str] = []
+        pending: list[str] = []
+        problems: list[str] = []
+        for name, kind in registry.KINDS.items():
+            section = kind.publish_section(publish)
+            if section is None:
+                continue
+            if not kind.capabilities.publish:
+                problems.append(f"{name}: publication on {name} is not supported")
+                continue
+            now_at, before = _pointers(current, name), _pointers(previous, name)
+            key = _key(section.model_dump(mode="json"), now_at, before)
+            credentials = self._credentials()
+            action = Publish(name, section, now_at, before, key, credentials.of(name) if credentials else None)
+            self._publish_when_due(name, key, action, done, pending, problems)
+        if publish.config_map is not None:
+            data = self._config_map_data()
+            key = _key({"name": publish.config_map.name}, data)
+            label = f"ConfigMap {publish.config_map.name}"
+            write = PublishConfigMap(publish.config_map.name, data, key)
+            self._publish_when_due(CONFIG_MAP, key, write, done, pending, problems, label=label)
+        if problems:
+            return ("False", "PublishFailed", "; ".join(problems)[:1024])
+        if pending:
+            return ("False", "Publishing", "writing " + ", ".join(pending))
+        return ("True", "Published", "published to " + ", ".join(done))
+
+    def _publish_when_due(
+        self,
+        name: str,
+        key: str,
+        action: Action,
+        done: list[str],
+        pending: list[str],
+        problems: list[str],
+        *,
+        label: str = "",
+    ) -> None:
+        label = label or name
+        last = self.observed.published.get(name)
+        if last is None or last.key != key:
+            # Never written, or it says something else now: write it.
+            self.actions.append(action)
+            pending.append(label)
+            return
+        if not last.ok:
+            # Written and failed: try again (the executor spaces the retries), say why meanwhile.
+            self.actions.append(action)
+            problems.append(f"{label}: {last.message}")
+            return
+        if self.now - last.at >= self.settings.republish:
+            self.actions.append(action)  # drift correction; it says the same
+        else:
+            self.requeue.append(last.at + self.settings.republish - self.now)
+        done.append(label)
+
+    def _credentials(self) -> Credentials | None:
+        """Publication acts with the identity of the build pointed at, else of the newest build."""
+        builds = self.observed.builds
+        build = builds.get(self.current.version) if self.current is not None else None
+        if build is None and builds:
+            build = builds[max(builds)]
+        return build.credentials if build is not None else None
+
+    def _config_map_data(self) -> dict[str, str]:
+        """The pointer for in-cluster consumers: version, build and artifacts as JSON, plus one
+        key per target and region (`<target>.<region>`)."""
+        data: dict[str, str] = {"image": self.spec.image, "channel": self.channel.metadata.name}
+        entry = self.current
+        if entry is not None:
+            artifacts = [a.model_dump(mode="json", by_alias=True) for a in entry.artifacts]
+            data |= {
+                "version": str(entry.version),
+                "build": entry.build,
+                "promotedAt": entry.promoted_at.isoformat(),
+                "artifacts.json": json.dumps(artifacts, indent=2, sort_keys=True),
+                **{f"{a.target}.{a.region}": a.id for a in entry.artifacts},
+            }
+        return data
+
+
+def _pointers(artifacts: list[ChannelArtifact], cloud: str) -> tuple[Pointer, ...]:
+    return tuple(Pointer(target=a.target, region=a.region, image=a.id) for a in artifacts if a.cloud == cloud)
+
+
+def _key(*parts: object) -> str:
+    """A digest of what a publication writes, to tell whether it was written already."""
+    text = json.dumps(parts, sort_keys=True, default=lambda o: o.__dict__)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plan(channel: ImageChannel, observed: ChannelObservation, settings: ChannelSettings | None = None) -> ChannelPlan:
+    return _Planner(channel, observed, settings or ChannelSettings()).plan()
 
 
 def rollback_target(status: ImageChannelStatus, usable: Callable[[int], bool]) -> ChannelEntry | None:

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..clouds.aws import Aws
-from ..clouds.base import CloudError
+from ..api.errors import CloudError
+from ..api.goldenimage import GoldenImageSpec, Target
+from ..api.result import Result, encode
+from ..clouds import registry
+from ..clouds.adapters import Adapters
+from ..clouds.base import CloudApi, PackerReport
 from ..config import Config
-from ..packer import tags
+from ..packer.bundle import RECIPE
 from . import packer
-from .result import Artifact, Result, encode
 from .scrub import Scrubber
 from .signals import Stop
 
 EXIT_OK, EXIT_INVALID, EXIT_FAILED, EXIT_USAGE, EXIT_TERMINATED = 0, 3, 4, 5, 143
+# Lines of Packer's output a failure's message quotes.
+TAIL_LINES = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", type=Path, required=True, help="directory of the build's input files")
     parser.add_argument("--work-dir", type=Path, required=True, help="writable scratch directory")
     parser.add_argument("--result", type=Path, required=True, help="where to write the result JSON")
+    parser.add_argument("--target", required=True, help="the target of the build's recipe this Job builds")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="a Packer variable")
     parser.add_argument(
         "--user-template",
@@ -44,54 +50,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="an environment variable whose value must never be printed or reported",
     )
-    parser.add_argument("--cloud", choices=("aws", "gcp", "azure"), help="the target's cloud")
-    parser.add_argument("--region", help="the region the build runs in")
-    parser.add_argument("--target", help="the target's name")
-    parser.add_argument(
-        "--share-org",
-        action="append",
-        default=[],
-        metavar="ARN",
-        help="an AWS Organizations organization or OU to share the AMIs with, after the build",
-    )
     parser.add_argument("--packer", default=os.environ.get("PACKER", "packer"))
+
+
+class UsageError(Exception):
+    """The runner was called wrongly: a permanent failure."""
+
+
+@dataclass
+class Run:
+    """One build: what it was asked, and how it reports."""
+
+    args: argparse.Namespace
+    stop: Stop
+    scrub: Scrubber
+    started: float
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+    def finish(self, result: Result, code: int) -> int:
+        result = result.model_copy(update={"duration_seconds": round(time.monotonic() - self.started, 1)})
+        self.args.result.write_text(encode(result))
+        self.say(f"goldenimage-runner: {'built' if result.ok else 'failed'}: {result.message or len(result.artifacts)}")
+        return code
+
+    def failed(self, message: str, code: int, *, permanent: bool = False, packer_version: str = "") -> int:
+        error_class = "Permanent" if permanent else "Retryable"
+        result = Result(ok=False, error_class=error_class, packer_version=packer_version, message=message)
+        return self.finish(result, code)
+
+    def stopped(self) -> int:
+        return self.failed(f"stopped ({self.stop.received}) before the build started", EXIT_TERMINATED)
 
 
 def run(args: argparse.Namespace) -> int:
     with Stop() as stop:
-        return _run(args, stop)
+        build = Run(args, stop, Scrubber.from_env(args.sensitive_env), time.monotonic())
+        try:
+            return _run(build)
+        except UsageError as exc:
+            return build.failed(str(exc), EXIT_USAGE, permanent=True)
 
 
-def _run(args: argparse.Namespace, stop: Stop) -> int:
-    started = time.monotonic()
-    scrub = Scrubber.from_env(args.sensitive_env)
+def _variables(items: list[str]) -> dict[str, str]:
+    variables = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--var {item!r} is not NAME=VALUE")
+        variables[name] = value
+    return variables
+
+
+def _target(inputs: Path, name: str) -> Target:
+    try:
+        return GoldenImageSpec.model_validate_json((inputs / RECIPE).read_text()).target(name)
+    except (OSError, ValueError, LookupError) as exc:
+        raise UsageError(f"the build's recipe has no usable target {name!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """How Packer is run for this build."""
+
+    template: Path  # the template Packer loads (a copy, for a user's own template)
+    variables: dict[str, str]  # passed as -var (empty for a user's template: they go in env)
+    env: dict[str, str]
+    work: Path
+    manifest: Path
+    attempt: str
+
+
+def _run(build: Run) -> int:
+    target, invocation = _prepare(build.args)
+    if build.stop.received:
+        return build.stopped()
+    args, env = build.args, invocation.env
+    version = packer.version(args.packer, env)
+    build.say(f"goldenimage-runner: Packer {version}, template {args.template.name}")
+    code, output = packer.validate(args.packer, invocation.template, invocation.variables, env, invocation.work)
+    if code != 0:
+        return build.failed(
+            "invalid template: " + build.scrub(output), EXIT_INVALID, permanent=True, packer_version=version
+        )
+    if build.stop.received:
+        return build.stopped()
+    cloud = _cloud(target)
+    watch = (
+        cloud.build_watcher(target, os.environ.get("GOLDENIMAGE_BUILD_ID", ""), invocation.attempt) if cloud else None
+    )
+    out = _packer_build(
+        build, invocation.template, invocation.variables, env, invocation.work, _tolerant(watch, build.say)
+    )
+    if out.returncode != 0:
+        return _build_failed(build, out, version)
+    return _report(build, target, cloud, out, invocation.manifest, version)
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Target, Invocation]:
+    """The target and how Packer runs for it; the work directory laid out. A UsageError when the
+    runner was called wrongly."""
     # Packer runs in the work directory: every path handed to it must not depend on that.
     for name in ("template", "inputs", "work_dir", "result"):
         setattr(args, name, getattr(args, name).absolute())
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-
-    def finish(result: Result, code: int) -> int:
-        result = result.model_copy(update={"duration_seconds": round(time.monotonic() - started, 1)})
-        args.result.write_text(encode(result))
-        say(f"goldenimage-runner: {'built' if result.ok else 'failed'}: {result.message or len(result.artifacts)}")
-        return code
-
-    def stopped() -> int:
-        message = f"stopped ({stop.received}) before the build started"
-        return finish(Result(ok=False, error_class="Retryable", message=message), EXIT_TERMINATED)
-
-    variables = {}
-    for item in args.var:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            return finish(
-                Result(ok=False, error_class="Permanent", message=f"--var {item!r} is not NAME=VALUE"),
-                EXIT_USAGE,
-            )
-        variables[name] = value
-
+    variables = _variables(args.var)
+    if not args.template.is_file():
+        raise UsageError(f"template {args.template} not found")
+    target = _target(args.inputs, args.target)
     work: Path = args.work_dir
     manifest = work / "manifest.json"
     manifest.unlink(missing_ok=True)
@@ -104,13 +170,8 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
         "TMPDIR": os.environ.get("TMPDIR", str(work / "tmp")),
     }
     variables |= {"inputs_dir": str(args.inputs), "manifest_path": str(manifest)}
-
-    if not args.template.is_file():
-        return finish(
-            Result(ok=False, error_class="Permanent", message=f"template {args.template} not found"),
-            EXIT_USAGE,
-        )
     template = args.template
+    attempt = variables.get("attempt", "")
     if args.user_template:
         # A directory of its own, so the user's file is the only template Packer loads. Our
         # variables go as PKR_VAR_* environment, which Packer ignores for undeclared variables.
@@ -120,122 +181,75 @@ def _run(args: argparse.Namespace, stop: Stop) -> int:
         shutil.copyfile(args.template, template)
         env |= {f"PKR_VAR_{k}": v for k, v in variables.items()}
         variables = {}
+    return target, Invocation(template, variables, env, work, manifest, attempt)
 
-    if stop.received:
-        return stopped()
-    version = packer.version(args.packer, env)
-    say(f"goldenimage-runner: Packer {version}, template {args.template.name}")
-    code, output = packer.validate(args.packer, template, variables, env, work)
-    if code != 0:
-        return finish(
-            Result(
-                ok=False,
-                error_class="Permanent",
-                packer_version=version,
-                message="invalid template: " + scrub(output),
-            ),
-            EXIT_INVALID,
-        )
 
-    if stop.received:
-        return stopped()
-    watch = _temporary_group_tagger(args, variables.get("attempt") or env.get("PKR_VAR_attempt", ""), say)
-    build = packer.Build(args.packer, template, variables, env, work, scrub, say, watch)
+def _build_failed(build: Run, out: packer.BuildOutput, version: str) -> int:
+    errors = "; ".join(dict.fromkeys(out.errors))
+    if out.cancelled:
+        message = "the build was stopped (SIGTERM); Packer cleaned up" + (f": {errors}" if errors else "")
+        return build.failed(message, EXIT_TERMINATED, packer_version=version)
+    # Packer's error says which step failed; the step's own last words (what the machine printed,
+    # else Packer's last lines) say why.
+    said = " | ".join(line.strip() for line in (out.remote or out.tail)[-TAIL_LINES:] if line.strip())
+    message = f"{errors}; last output: {said}" if errors else said
+    return build.failed(f"packer build failed: {message}", EXIT_FAILED, packer_version=version)
 
-    def forward(signum: int) -> None:
-        say(f"goldenimage-runner: received {stop.received}; asking Packer to clean up and stop")
-        build.terminate(signum)
 
-    stop.on_signal = forward
-    if stop.received:
-        build.cancelled.set()
-    out = build.run()
-
-    if out.cancelled and out.returncode != 0:
-        errors = "; ".join(dict.fromkeys(out.errors))
-        return finish(
-            Result(
-                ok=False,
-                error_class="Retryable",
-                packer_version=version,
-                message="the build was stopped (SIGTERM); Packer cleaned up" + (f": {errors}" if errors else ""),
-            ),
-            EXIT_TERMINATED,
-        )
-    if out.returncode != 0:
-        message = "; ".join(dict.fromkeys(out.errors)) or "\n".join(out.tail[-10:])
-        return finish(
-            Result(
-                ok=False,
-                error_class="Retryable",
-                packer_version=version,
-                message=f"packer build failed: {message}",
-            ),
-            EXIT_FAILED,
-        )
-    run_uuid, ids = ("", out.artifact_ids)
+def _report(
+    build: Run, target: Target, cloud: CloudApi | None, out: packer.BuildOutput, manifest: Path, version: str
+) -> int:
+    """The artifacts of a successful `packer build`, once the cloud's work after a build is done."""
+    ids = out.artifact_ids
+    run_uuid = ""
     if manifest.exists():
         run_uuid, ids = packer.manifest_artifacts(manifest)
-    artifacts = [Artifact(region=r, id=i) for r, i in packer.split_artifact_ids(ids)]
-    if artifacts and args.share_org:
-        try:
-            _share(args, artifacts, say)
-        except CloudError as exc:
-            message = f"built, but sharing with {', '.join(args.share_org)} failed: {exc}"
-            return finish(
-                Result(ok=False, error_class="Retryable", packer_version=version, message=message), EXIT_FAILED
-            )
+    artifacts = registry.of(target).artifacts(target, PackerReport(tuple(ids), tuple(out.artifact_strings)))
     if not artifacts:
-        return finish(
-            Result(
-                ok=False,
-                error_class="Retryable",
-                packer_version=version,
-                message="Packer succeeded but reported no artifact",
-            ),
-            EXIT_FAILED,
-        )
-    return finish(Result(ok=True, artifacts=artifacts, packer_version=version, run_uuid=run_uuid), EXIT_OK)
+        return build.failed("Packer succeeded but reported no artifact", EXIT_FAILED, packer_version=version)
+    try:
+        for line in cloud.after_build(target, [(a.region, a.id) for a in artifacts]) if cloud else []:
+            build.say(f"goldenimage-runner: {line}")
+    except CloudError as exc:
+        return build.failed(f"built, but the work after the build failed: {exc}", EXIT_FAILED, packer_version=version)
+    return build.finish(Result(ok=True, artifacts=artifacts, packer_version=version, run_uuid=run_uuid), EXIT_OK)
 
 
-def _aws() -> Aws:
-    """The AWS adapter with the Job's own identity (its environment)."""
-    return Aws(endpoint_url=Config.from_env().aws_endpoint_url)
+def _cloud(target: Target) -> CloudApi | None:
+    """The target's cloud adapter with the Job's own identity (its environment)."""
+    return Adapters(Config.from_env()).get(target.cloud)
 
 
-_TEMPORARY_GROUP = re.compile(r"Creating temporary security group for this instance: (packer_[0-9a-f-]+)")
-
-
-def _temporary_group_tagger(
-    args: argparse.Namespace, attempt: str, say: Callable[[str], None]
-) -> Callable[[str], None] | None:
-    """Packer 1.6.6 leaves its temporary security group untagged; tag it with the build id as
-    soon as it appears, so that a sweep finds it even after a SIGKILL."""
-    build_id = os.environ.get("GOLDENIMAGE_BUILD_ID")
-    if args.cloud != "aws" or not args.region or not build_id:
+def _tolerant(watch: Callable[[str], None] | None, say: Callable[[str], None]) -> Callable[[str], None] | None:
+    """A watcher whose cloud errors are reported, never fatal to the build."""
+    if watch is None:
         return None
-    aws = _aws()
-    labels = {tags.BUILD_ID: build_id, tags.MANAGED_BY: tags.MANAGER}
-    if args.target:
-        labels[tags.TARGET] = args.target
-    if attempt:
-        labels[tags.ATTEMPT] = attempt
 
-    def watch(line: str) -> None:
-        match = _TEMPORARY_GROUP.search(line)
-        if match is None:
-            return
+    def safely(line: str) -> None:
         try:
-            aws.tag_security_group(args.region, match.group(1), labels)
+            watch(line)
         except CloudError as exc:
-            say(f"goldenimage-runner: could not tag {match.group(1)}: {exc}")
+            say(f"goldenimage-runner: {exc}")
 
-    return watch
+    return safely
 
 
-def _share(args: argparse.Namespace, artifacts: list[Artifact], say: Callable[[str], None]) -> None:
-    """Share the AMIs with organizations and OUs (after the build: Packer 1.6.6 cannot)."""
-    aws = _aws()
-    for artifact in artifacts:
-        aws.share(artifact.region, artifact.id, args.share_org)
-        say(f"goldenimage-runner: shared {artifact.id} in {artifact.region} with {', '.join(args.share_org)}")
+def _packer_build(
+    build: Run,
+    template: Path,
+    variables: dict[str, str],
+    env: dict[str, str],
+    work: Path,
+    watch: Callable[[str], None] | None,
+) -> packer.BuildOutput:
+    """`packer build`, with a stop signal forwarded so that Packer cleans up what it created."""
+    process = packer.Build(build.args.packer, template, variables, env, work, build.scrub, build.say, watch)
+
+    def forward(signum: int) -> None:
+        build.say(f"goldenimage-runner: received {build.stop.received}; asking Packer to clean up and stop")
+        process.terminate(signum)
+
+    build.stop.on_signal = forward
+    if build.stop.received:
+        process.cancelled.set()
+    return process.run()

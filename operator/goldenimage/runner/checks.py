@@ -11,9 +11,10 @@ import urllib.request
 from collections.abc import Callable
 
 from ..api.durations import parse as parse_duration
+from ..api.errors import CloudError
 from ..api.goldenimage import Check
-from ..clouds.base import Cloud, CloudError, Instance
-from .result import CheckOutcome
+from ..api.result import CheckOutcome
+from ..clouds.base import CloudApi, Instance
 
 RETRY_EVERY = 2.0
 
@@ -30,10 +31,12 @@ def _http(check: Check, address: str, timeout: float) -> tuple[bool, str]:
     assert check.http is not None
     http = check.http
     url = f"{http.scheme}://{address}:{http.port}{http.path}"
-    # Instances are reached by address, so their certificates cannot match: not verified.
+    # Instances are reached by address, so their certificates cannot match: not verified. And
+    # directly: a proxy the Job has for the clouds' APIs has no business with an instance.
     context = ssl._create_unverified_context() if http.scheme == "https" else None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+        with opener.open(url, timeout=timeout) as response:
             status, body = response.status, response.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read(65536).decode(errors="replace")
@@ -46,7 +49,7 @@ def _http(check: Check, address: str, timeout: float) -> tuple[bool, str]:
     return True, f"GET {url}: status {status}"
 
 
-def _command(check: Check, cloud: Cloud, instance: Instance, timeout: float) -> tuple[bool, str]:
+def _command(check: Check, cloud: CloudApi, instance: Instance, timeout: float) -> tuple[bool, str]:
     assert check.command is not None
     try:
         code, output = cloud.run_command(instance, check.command.run, timeout)
@@ -58,7 +61,7 @@ def _command(check: Check, cloud: Cloud, instance: Instance, timeout: float) -> 
     return True, f"{check.command.run!r} exited {code}" + (f": {tail}" if tail else "")
 
 
-def run(check: Check, cloud: Cloud, instance: Instance, remaining: Callable[[], float]) -> CheckOutcome:
+def run(check: Check, cloud: CloudApi, instance: Instance, remaining: Callable[[], float]) -> CheckOutcome:
     """Run one check until it passes, its own timeout passes, or the validation's time is up."""
     assert instance.address is not None
     deadline = time.monotonic() + min(parse_duration(check.timeout).total_seconds(), remaining())

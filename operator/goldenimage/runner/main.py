@@ -7,8 +7,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from ..api.result import Result, encode
 from . import build, validate
-from .result import Result, encode
 from .scrub import Scrubber
 
 EXIT_CRASHED = 1

@@ -10,7 +10,7 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,13 @@ class BuildOutput:
     cancelled: bool
     errors: list[str] = field(default_factory=list)
     artifact_ids: list[str] = field(default_factory=list)
+    artifact_strings: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
+    # What the steps themselves said (a provisioner's stdout and stderr, a builder's errors),
+    # without Packer's prefix; no longer added to once a provisioner failed, so that what the
+    # builders say while cleaning up does not push out why.
+    remote: list[str] = field(default_factory=list)
+    provisioner_failed: bool = False
 
 
 def var_args(variables: Mapping[str, str]) -> list[str]:
@@ -132,20 +138,34 @@ class Build:
             return
         kind, data = parts[2], parts[3:]
         if kind == "ui" and len(data) >= 2:
-            self._show(_unescape(",".join(data[1:])), out)
+            self._show(_unescape(",".join(data[1:])), out, data[0])
         elif kind == "artifact" and len(data) >= 3 and data[1] == "id":
             out.artifact_ids.append(_unescape(",".join(data[2:])))
+        elif kind == "artifact" and len(data) >= 3 and data[1] == "string":
+            out.artifact_strings.append(_unescape(",".join(data[2:])))
         elif kind == "error" and data:
             out.errors.append(self.scrub(_unescape(",".join(data))))
 
-    def _show(self, text: str, out: BuildOutput) -> None:
+    def _show(self, text: str, out: BuildOutput, ui: str = "") -> None:
         if self.watch is not None:
             self.watch(text)
         clean = self.scrub(text)
         for line in clean.splitlines() or [""]:
             self.say(line)
             out.tail.append(line)
+            # A step's own words come under the build's name: its stdout as indented messages
+            # ("    aws.x: ..."), its stderr and its errors as "==> aws.x: ..." errors.
+            if ui == "say" and "Provisioning step had errors" in line:
+                out.provisioner_failed = True
+            pattern = _STEP_SAID.get(ui)
+            step = pattern.match(line) if pattern is not None and not out.provisioner_failed else None
+            if step is not None:
+                out.remote.append(step.group(1))
         del out.tail[:-40]
+        del out.remote[:-40]
+
+
+_STEP_SAID = {"message": re.compile(r"^\s+[\w.-]+: (.*)$"), "error": re.compile(r"^==> [\w.-]+: (.*)$")}
 
 
 def manifest_artifacts(path: Path) -> tuple[str, list[str]]:
@@ -154,19 +174,3 @@ def manifest_artifacts(path: Path) -> tuple[str, list[str]]:
     run = data.get("last_run_uuid", "")
     ids = [str(b["artifact_id"]) for b in data.get("builds", []) if b.get("packer_run_uuid") == run]
     return run, ids
-
-
-def split_artifact_ids(ids: Sequence[str]) -> list[tuple[str, str]]:
-    """Packer's artifact ids as (region, id): AWS writes "region:ami-1,region:ami-2"; other
-    clouds write one id with no region (filled in from the target by the operator)."""
-    out: list[tuple[str, str]] = []
-    for artifact in ids:
-        for part in artifact.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            region, sep, ident = part.partition(":")
-            pair = (region, ident) if sep and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", region) else ("", part)
-            if pair not in out:
-                out.append(pair)
-    return out

@@ -39,7 +39,7 @@ source "amazon-ebs" "aws-eu" {
   region                  = "eu-west-1"
   source_ami              = "ami-0a1b2c3d4e5f60718"
   instance_type           = "t3.medium"
-  ami_name                = "web-base-7-1a2b3c4d-a${var.attempt}"
+  ami_name                = "web-base-7-1a2b3c4d-aws-eu-a${var.attempt}"
   ami_description         = "web-base version 7 (build web-base-7-1a2b3c4d)"
   ami_regions             = ["us-east-1"]
   shutdown_behavior       = "terminate"
@@ -51,8 +51,9 @@ source "amazon-ebs" "aws-eu" {
   run_volume_tags         = local.resource_tags
   temporary_key_pair_name = "packer-web-base-7-1a2b3c4d-aws-eu-a${var.attempt}"
   communicator            = "ssh"
-  ssh_username            = "ec2-user"
+  ssh_username            = "admin"
   ssh_timeout             = "20m"
+  ssh_interface           = "private_ip"
 }
 
 build {
@@ -65,6 +66,7 @@ build {
 
   provisioner "ansible" {
     playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    user          = "admin"
     ansible_env_vars = [
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=True",

@@ -45,23 +45,24 @@ locals {
 }
 
 source "azure-arm" "azure-we" {
-  subscription_id                   = "00000000-0000-0000-0000-000000000000"
-  client_id                         = var.azure_client_id
-  client_secret                     = var.azure_client_secret
-  tenant_id                         = var.azure_tenant_id
-  location                          = "westeurope"
-  vm_size                           = "Standard_D2s_v5"
-  os_type                           = "Linux"
-  image_publisher                   = "RedHat"
-  image_offer                       = "RHEL"
-  image_sku                         = "9-lvm-gen2"
-  image_version                     = "latest"
-  managed_image_name                = "web-base-7-1a2b3c4d-a${var.attempt}"
-  managed_image_resource_group_name = "rg-images"
-  azure_tags                        = local.resource_tags
-  communicator                      = "ssh"
-  ssh_username                      = "packer"
-  ssh_timeout                       = "20m"
+  subscription_id                                  = "00000000-0000-0000-0000-000000000000"
+  client_id                                        = var.azure_client_id
+  client_secret                                    = var.azure_client_secret
+  tenant_id                                        = var.azure_tenant_id
+  location                                         = "westeurope"
+  vm_size                                          = "Standard_D2s_v5"
+  os_type                                          = "Linux"
+  image_publisher                                  = "Debian"
+  image_offer                                      = "debian-12"
+  image_sku                                        = "12-gen2"
+  image_version                                    = "latest"
+  managed_image_name                               = "web-base-7-1a2b3c4d-azure-we-a${var.attempt}"
+  managed_image_resource_group_name                = "rg-images"
+  shared_gallery_image_version_exclude_from_latest = true
+  azure_tags                                       = local.resource_tags
+  communicator                                     = "ssh"
+  ssh_username                                     = "packer"
+  ssh_timeout                                      = "20m"
 
   shared_image_gallery_destination {
     subscription        = "00000000-0000-0000-0000-000000000000"
@@ -83,6 +84,7 @@ build {
 
   provisioner "ansible" {
     playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    user          = "packer"
     ansible_env_vars = [
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=True",

@@ -15,6 +15,13 @@ variable "manifest_path" {
   type = string
 }
 
+# Credentials JSON from the Secret's GOOGLE_CREDENTIALS; empty: Application Default Credentials.
+variable "gcp_credentials" {
+  type      = string
+  default   = env("GOOGLE_CREDENTIALS")
+  sensitive = true
+}
+
 locals {
   resource_tags = {
     "role"                         = "web"
@@ -32,17 +39,19 @@ source "googlecompute" "gcp-eu" {
   project_id              = "platform-images"
   zone                    = "europe-west1-b"
   machine_type            = "e2-medium"
-  source_image_family     = "rhel-9"
-  source_image_project_id = ["rhel-cloud"]
-  image_name              = "web-base-7-1a2b3c4d-a${var.attempt}"
+  account_file            = var.gcp_credentials
+  source_image_family     = "debian-12"
+  source_image_project_id = ["debian-cloud"]
+  image_name              = "web-base-7-1a2b3c4d-gcp-eu-a${var.attempt}"
   image_description       = "web-base version 7 (build web-base-7-1a2b3c4d)"
-  image_family            = "web-multicloud"
   image_labels            = local.resource_tags
   labels                  = local.resource_tags
+  image_storage_locations = ["europe-west1"]
   instance_name           = "packer-web-base-7-1a2b3c4d-gcp-eu-a${var.attempt}"
   communicator            = "ssh"
   ssh_username            = "packer"
   ssh_timeout             = "20m"
+  use_internal_ip         = true
 }
 
 build {
@@ -55,6 +64,7 @@ build {
 
   provisioner "ansible" {
     playbook_file = "${var.inputs_dir}/p1-playbook.yml"
+    user          = "packer"
     ansible_env_vars = [
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=True",

@@ -1,0 +1,48 @@
+"""What the watches delivered, indexed the way the reconciles look things up: builds and
+channels by image, Jobs and Pods by build. Reconciles read related objects here instead of
+listing them from the API server; kopf starts no handler before its indexes are filled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+Body = Mapping[str, Any]
+
+
+class Cache(Protocol):
+    def builds(self, namespace: str, image: str) -> list[Body]:
+        """The ImageBuilds of an image."""
+
+    def channels(self, namespace: str) -> list[Body]:
+        """The ImageChannels of a namespace."""
+
+    def jobs(self, namespace: str, build: str) -> list[Body]:
+        """The Jobs of a build."""
+
+    def pods(self, namespace: str, build: str) -> list[Body]:
+        """The Pods of a build's Jobs."""
+
+
+# What the cache reads from: a kopf.Index (key -> values), or a dict of lists in tests.
+Store = Mapping[Any, Iterable[Any]]
+
+
+class IndexedCache:
+    def __init__(self, builds: Store, channels: Store, jobs: Store, pods: Store) -> None:
+        self._builds = builds
+        self._channels = channels
+        self._jobs = jobs
+        self._pods = pods
+
+    def builds(self, namespace: str, image: str) -> list[Body]:
+        return list(self._builds.get((namespace, image)) or ())
+
+    def channels(self, namespace: str) -> list[Body]:
+        return list(self._channels.get(namespace) or ())
+
+    def jobs(self, namespace: str, build: str) -> list[Body]:
+        return list(self._jobs.get((namespace, build)) or ())
+
+    def pods(self, namespace: str, build: str) -> list[Body]:
+        return list(self._pods.get((namespace, build)) or ())

@@ -1,0 +1,96 @@
+"""What a Job says, as the planners observe it: its state, and the runner's result from its Pod's
+termination message (pure: reads Job and Pod objects as dicts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from ..api import labels
+from ..api.result import Result, ResultError, decode
+
+# Pod waiting reasons that no amount of waiting fixes: the spec refers to something missing.
+STUCK_REASONS = frozenset({"CreateContainerConfigError", "InvalidImageName", "ErrImageNeverPull"})
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    name: str
+    target: str
+    attempt: int
+    state: Literal["Active", "Succeeded", "Failed"]
+    role: str = "build"
+    region: str = ""
+    result: Result | None = None
+    # Why there is no usable result, or why the Job failed without one.
+    problem: str = ""
+    # A Pod that cannot start (e.g. a Secret it needs is missing): the attempt will never run.
+    stuck: str = ""
+    finished_at: datetime | None = None
+
+    def is_for(self, role: str, target: str, attempt: int, region: str = "") -> bool:
+        """Whether the Job's labels say it is this one: a name alone proves nothing."""
+        return (self.role, self.target, self.attempt, self.region) == (role, target, attempt, region)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _terminated(pod: Mapping[str, Any]) -> bool:
+    return any("terminated" in s.get("state", {}) for s in pod.get("status", {}).get("containerStatuses", []))
+
+
+def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
+    meta = job["metadata"]
+    job_labels = meta.get("labels", {})
+    conditions = {c["type"]: c for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+    state: Literal["Active", "Succeeded", "Failed"] = "Active"
+    finished = None
+    problem = ""
+    # Only the final conditions count: with FailureTarget or SuccessCriteriaMet the Pod may still be
+    # terminating, and Packer still cleaning up.
+    if "Complete" in conditions:
+        state = "Succeeded"
+        finished = _time(conditions["Complete"].get("lastTransitionTime"))
+    elif "Failed" in conditions:
+        state = "Failed"
+        failed = conditions["Failed"]
+        finished = _time(failed.get("lastTransitionTime"))
+        if failed.get("reason") == "DeadlineExceeded":
+            deadline = job.get("spec", {}).get("activeDeadlineSeconds")
+            problem = f"the Job ran past its deadline ({deadline}s) and was stopped"
+        else:
+            problem = failed.get("message") or failed.get("reason") or "the Job failed"
+
+    result: Result | None = None
+    stuck = ""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            waiting = status.get("state", {}).get("waiting")
+            if waiting and waiting.get("reason") in STUCK_REASONS:
+                stuck = f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+            terminated = status.get("state", {}).get("terminated")
+            if terminated:
+                try:
+                    result = decode(terminated.get("message"))
+                except ResultError as exc:
+                    if state != "Active":
+                        exit_code = terminated.get("exitCode")
+                        problem = f"{problem + '; ' if problem else ''}exit code {exit_code}: {exc}"
+    if state == "Failed" and result is None and not any(_terminated(p) for p in pods):
+        problem = f"{problem}: the build Pod is gone (deleted or evicted) and left no result"
+    return JobOutcome(
+        name=meta["name"],
+        target=job_labels.get(labels.TARGET, ""),
+        attempt=int(job_labels.get(labels.ATTEMPT, "0") or 0),
+        state=state,
+        role=job_labels.get(labels.ROLE, "build"),
+        region=job_labels.get(labels.REGION, ""),
+        result=result,
+        problem=problem,
+        stuck=stuck if state == "Active" else "",
+        finished_at=finished,
+    )
