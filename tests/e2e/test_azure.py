@@ -51,10 +51,20 @@ def arm(stack: Stack) -> Arm:
     return stack.clouds.arm
 
 
-def definition(stack: Stack, name: str) -> str:
+def definition(stack: Stack, name: str, regions_allowed: list[str] | None = None) -> str:
     """A gallery image definition of the test's own (versions are named `<version>.0.<attempt>`
     per image, so images sharing a definition would share names); its id."""
-    arm(stack).add_gallery_image(SUB, GROUP, GALLERY, name, LOCATION, publisher="platform", offer=name, sku="debian-12")
+    arm(stack).add_gallery_image(
+        SUB,
+        GROUP,
+        GALLERY,
+        name,
+        LOCATION,
+        publisher="platform",
+        offer=name,
+        sku="debian-12",
+        regions_allowed=regions_allowed,
+    )
     return f"/subscriptions/{SUB}/resourceGroups/{GROUP}/providers/Microsoft.Compute/galleries/{GALLERY}/images/{name}"
 
 
@@ -392,3 +402,18 @@ def test_a_missing_image_definition_is_reported_without_a_retry_storm(stack: Sta
     assert _requests_for(stack, fragment) - asked <= 2 + elapsed, "the definition is asked for in a loop"
     assert cluster.get("imagebuilds", "-n", ns)["items"] == []
     assert cluster.get("jobs", "-n", ns)["items"] == []
+
+
+def test_a_replication_region_the_definition_refuses_fails_the_build_clearly_and_leaves_nothing(
+    stack: Stack, cluster: Cluster, ns: str
+) -> None:
+    """Azure answers the version's PUT with InvalidParameter; the attempt fails with Azure's own
+    words, and the builder VM, its group and the captured managed image are all gone."""
+    definition_id = definition(stack, f"local-{ns}", regions_allowed=[LOCATION])
+    before = resource_ids(stack)
+    cluster.apply(azure_image("local", f"local-{ns}", build={"maxAttempts": 1}), ns)
+    failed = wait_failed(cluster, ns, "local-1", timeout=420)
+    message = failed["status"]["targets"][0]["message"]
+    assert f"Replication to region '{REPLICA}' is not allowed" in message, message
+    polling.until(lambda: nothing_new_but_versions(stack, before), timeout=120, what="the attempt's leftovers to go")
+    assert versions(stack, definition_id) == {}

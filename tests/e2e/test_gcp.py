@@ -421,3 +421,18 @@ def test_a_family_that_resolves_to_nothing_is_reported_without_a_retry_storm(
     assert _family_requests(stack, family) - asked <= 2 + elapsed, "the family is asked for in a loop"
     assert cluster.get("imagebuilds", "-n", ns)["items"] == []
     assert cluster.get("jobs", "-n", ns)["items"] == []
+
+
+def test_a_zone_that_does_not_exist_is_refused_before_any_build(stack: Stack, cluster: Cluster, ns: str) -> None:
+    image = gcp_image("nowhere")
+    image["spec"]["targets"][0]["gcp"]["zone"] = "europe-west9-z"
+    cluster.apply(image, ns)
+
+    def message() -> str | None:
+        condition = condition_of(cluster.get_or_none("goldenimage", "nowhere", ns), "Ready")
+        return str(condition["message"]) if condition and condition["reason"] == "CloudRefused" else None
+
+    text = polling.until(message, what="the image to say its zone does not exist")
+    assert f"zone europe-west9-z does not exist in project {GCP_PROJECT}" in text, text
+    assert cluster.get("imagebuilds", "-n", ns)["items"] == []
+    assert cluster.get("jobs", "-n", ns)["items"] == []

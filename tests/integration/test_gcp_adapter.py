@@ -276,6 +276,15 @@ def test_a_family_in_the_targets_own_project_when_the_source_names_none(cloud: C
 def test_a_missing_project_or_a_denied_permission_is_a_refusal_not_a_retry(cloud: Cloud) -> None:
     with pytest.raises(CloudRefusedError, match="does the project, zone or resource exist"):
         cloud.api().resolve_source(_target({"family": "debian-12", "project": "no-such-project"}))
+    with pytest.raises(CloudRefusedError, match="zone europe-west9-z does not exist in project platform-images"):
+        cloud.api().resolve_source(_target(zone="europe-west9-z"))
+    with pytest.raises(CloudRefusedError, match="zone europe-west1-b does not exist in project no-such-project"):
+        cloud.api().resolve_source(_target(project="no-such-project"))
+    gcp = cloud.api()
+    before = cloud.requests_to(f"/zones/{ZONE}")
+    gcp.resolve_source(_target())
+    gcp.resolve_source(_target())
+    assert cloud.requests_to(f"/zones/{ZONE}") == before + 1, "a zone found once is not asked for again"
     cloud.gce.deny(PUBLIC, "compute.images.getFromFamily")
     with pytest.raises(CloudRefusedError, match=r"compute\.images\.getFromFamily.*lack this permission"):
         cloud.api().resolve_source(_target())

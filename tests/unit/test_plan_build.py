@@ -210,6 +210,18 @@ def test_running_job_is_adopted() -> None:
     assert result.status.targets[0].job_name == names.build_job("web-base-7", "aws-eu", 1)
 
 
+def test_an_adopted_job_keeps_its_own_start_time_when_the_status_lost_it() -> None:
+    """The operator restarted between creating the Job and recording it: the attempt (and its
+    validation) started when the Job did, not when the operator came back."""
+    started = NOW - timedelta(minutes=7)
+    result = plan(build(), observe(jobs=job("Active", started_at=started)), SETTINGS)
+    assert result.status.targets[0].started_at == started
+    status = ImageBuildStatus(targets=[built()])
+    result = plan(build(status=status), observe(jobs=validation_job("Active", started_at=started)), SETTINGS)
+    assert [v.started_at for v in result.status.validation] == [started]
+    assert plan(build(), observe(jobs=job("Active")), SETTINGS).status.targets[0].started_at == NOW
+
+
 def test_success_records_every_artifact_by_region() -> None:
     status = ImageBuildStatus(targets=[building()])
     outcome = job("Succeeded", result=ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2")), finished_at=NOW)

@@ -157,6 +157,10 @@ def test_versions_never_repeat_even_after_builds_are_deleted() -> None:
     status = GoldenImageStatus(latest_version=9)
     build = created(plan(image(SPEC + "tags: {a: b}\n", status=status), observe(summary(4))))
     assert build is not None and build.spec.version == 10
+    # The newest build deleted with nothing new to build: the number stays, and the next is after it.
+    same = plan(image(status=status), observe(summary(4)))
+    assert created(same) is None
+    assert (same.status.latest_version, same.status.latest_build) == (9, "web-base-4")
 
 
 def test_missing_config_map_blocks_and_says_which() -> None:

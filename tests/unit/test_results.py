@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -89,3 +90,11 @@ def test_observe_stuck_pod() -> None:
     outcome = observe(_job([]), [_pod(waiting)])
     assert outcome.state == "Active" and outcome.stuck == 'CreateContainerConfigError: secret "rhsm" not found'
     assert json.dumps(outcome.problem) == '""'
+
+
+def test_observe_reads_when_the_job_started() -> None:
+    job = _job([])
+    job["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    assert observe(job, []).started_at == datetime(2026, 1, 1, tzinfo=UTC)
+    job["status"]["startTime"] = "2026-01-01T00:00:05Z"
+    assert observe(job, []).started_at == datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)

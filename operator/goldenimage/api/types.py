@@ -9,7 +9,6 @@ from pydantic import Field
 
 from . import cron, durations
 from .base import (
-    DNS_LABEL,
     ConfigKey,
     FieldRule,
     Format,
@@ -28,19 +27,21 @@ PositiveDuration = Annotated[
 ]
 CronSchedule = Annotated[str, Format(cron.PATTERN, cron.MESSAGE, max_length=128, extra_check=cron.check)]
 
-# Target names become part of Job names and labels, so they stay short DNS labels.
+# A GoldenImage's name ends up in every cloud's resource names (GCP's are the strictest) and,
+# as `<image>-<version>`, in the names of its ImageBuilds and their children.
+IMAGE_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+# Target names become part of Job names and labels, so they stay short DNS labels; they also
+# name the Packer source (`source.<type>.<target>`), an HCL identifier, which cannot start with a digit.
 TargetName = Annotated[
     str,
     Format(
-        DNS_LABEL,
-        "must be a lowercase DNS label: letters, digits and '-', starting and ending with a letter or digit",
+        IMAGE_NAME,
+        "must be a lowercase DNS label starting with a letter: letters, digits and '-', ending with a letter or digit",
         max_length=32,
     ),
 ]
 
-# A GoldenImage's name ends up in every cloud's resource names (GCP's are the strictest) and,
-# as `<image>-<version>`, in the names of its ImageBuilds and their children.
-IMAGE_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 IMAGE_NAME_MESSAGE = "must start with a letter and hold only lowercase letters, digits and '-'"
 IMAGE_NAME_MAX = 40
 BUILD_NAME_MAX = IMAGE_NAME_MAX + 8  # "-" and a version of up to 7 digits

@@ -232,9 +232,9 @@ def _status(
     return status.model_copy(
         update={
             "observed_generation": generation,
-            # With every build gone and none created (say, blocked meanwhile), the number stays:
-            # the next version is numbered after it, never again as 1.
-            "latest_version": newest[1] if newest else status.latest_version,
+            # A high-water mark: with the newest builds deleted the number stays, so the next
+            # version is numbered after it and no channel mistakes it for one it held before.
+            "latest_version": max(newest[1] if newest else 0, status.latest_version or 0) or None,
             "latest_build": newest[0] if newest else None,
             "latest_validated_version": validated.version if validated else None,
             "latest_validated_build": validated.name if validated else None,

@@ -213,7 +213,8 @@ class _Planner:
             )
         status = status.model_copy(update={"phase": "Building", "job_name": outcome.name})
         if status.started_at is None:
-            status = status.model_copy(update={"started_at": self.now})
+            # The status write that went with the Job's creation was lost (e.g. a restart).
+            status = status.model_copy(update={"started_at": outcome.started_at or self.now})
         result = outcome.result
         if result is not None and result.ok and outcome.state != "Active":
             return self._succeeded(target, status, outcome)
@@ -338,7 +339,11 @@ class _Planner:
             self.actions.append(CreateValidationJob(target.name, entry.region, entry.artifact))
             return entry.model_copy(update={"phase": "Running", "job_name": job, "started_at": self.now})
         entry = entry.model_copy(
-            update={"phase": "Running", "job_name": outcome.name, "started_at": entry.started_at or self.now}
+            update={
+                "phase": "Running",
+                "job_name": outcome.name,
+                "started_at": entry.started_at or outcome.started_at or self.now,
+            }
         )
         if outcome.state == "Active":
             if outcome.stuck:

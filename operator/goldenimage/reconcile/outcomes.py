@@ -28,6 +28,8 @@ class JobOutcome:
     problem: str = ""
     # A Pod that cannot start (e.g. a Secret it needs is missing): the attempt will never run.
     stuck: str = ""
+    # When the Job started (or was created): a status that lost its own start time takes this.
+    started_at: datetime | None = None
     finished_at: datetime | None = None
 
     def is_for(self, role: str, target: str, attempt: int, region: str = "") -> bool:
@@ -92,5 +94,6 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
         result=result,
         problem=problem,
         stuck=stuck if state == "Active" else "",
+        started_at=_time(job.get("status", {}).get("startTime")) or _time(meta.get("creationTimestamp")),
         finished_at=finished,
     )

@@ -90,6 +90,7 @@ class GcpApi:
     def __init__(self, *, credentials: Mapping[str, str] | None = None) -> None:
         self.compute = Compute(credentials)
         self._projects: set[str] = set()
+        self._zones: set[tuple[str, str]] = set()  # (project, zone) known to exist
         self._keys: dict[str, tuple[ssh.KeyPair, str]] = {}  # instance path: its key and login user
         self._lock = threading.Lock()
         self._publisher = Publisher(self.compute, self._learn)
@@ -122,9 +123,24 @@ class GcpApi:
 
     # -- sources ---------------------------------------------------------------------------
 
+    def _check_zone(self, project: str, zone: str) -> None:
+        """A target's zone must exist before a build is started in it: Packer would only fail
+        there, attempt after attempt, with a less specific message."""
+        with self._lock:
+            if (project, zone) in self._zones:
+                return
+        if not self.compute.zone_exists(project, zone):
+            raise CloudRefusedError(
+                f"zone {zone} does not exist in project {project} (or the project does not): "
+                "gcp.zone must name a Compute Engine zone the project can use"
+            )
+        with self._lock:
+            self._zones.add((project, zone))
+
     def resolve_source(self, target: Target) -> str | None:
         gcp = settings(target)
         self._learn(gcp.project)
+        self._check_zone(gcp.project, gcp.zone)
         family = gcp.source.family
         if family is None:
             return None  # an explicit image is used as written; Packer reports if it is missing

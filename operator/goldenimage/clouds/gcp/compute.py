@@ -187,7 +187,7 @@ class Compute:
     def default_project(self) -> str | None:
         return self.credentials()[1]
 
-    def client(self, kind: Literal["images", "instances", "disks"]) -> Any:
+    def client(self, kind: Literal["images", "instances", "disks", "zones"]) -> Any:
         found, _ = self.credentials()
         with self._lock:
             if kind not in self._clients:
@@ -195,6 +195,7 @@ class Compute:
                     "images": compute_v1.ImagesClient,
                     "instances": compute_v1.InstancesClient,
                     "disks": compute_v1.DisksClient,
+                    "zones": compute_v1.ZonesClient,
                 }[kind]
                 self._clients[kind] = make(credentials=found)
             return self._clients[kind]
@@ -241,6 +242,15 @@ class Compute:
     def listed(self, what: str, fn: Callable[[], Iterable[T]], *, missing_ok: bool = False) -> list[T]:
         """Every item of a paginated list (the pager fetches the pages)."""
         return self.call(what, lambda: list(fn()), missing_ok=missing_ok) or []
+
+    def zone_exists(self, project: str, zone: str) -> bool:
+        client = self.client("zones")
+        found = self.call(
+            f"reading zone {zone} of project {project}",
+            lambda: client.get(project=project, zone=zone, timeout=CALL_TIMEOUT),
+            missing_ok=True,
+        )
+        return found is not None
 
     # -- images ----------------------------------------------------------------------------
 
