@@ -256,6 +256,28 @@ def test_artifacts_reported_outside_the_targets_regions_fail_it_for_good() -> No
     assert SweepAttempt("aws-eu", 1) in result.actions
 
 
+@pytest.mark.parametrize(
+    ("reported", "said"),
+    [
+        ((), "no artifact in eu-west-1, us-east-1"),
+        ((("eu-west-1", "ami-1"),), "no artifact in us-east-1"),
+        (
+            (("eu-west-1", "ami-1"), ("eu-west-1", "ami-2"), ("us-east-1", "ami-3")),
+            "two artifacts in eu-west-1: ami-1 and ami-2",
+        ),
+    ],
+    ids=["none", "a-region-without-one", "two-in-one-region"],
+)
+def test_a_result_must_account_for_every_region_once(reported: tuple[tuple[str, str], ...], said: str) -> None:
+    """Validation boots one artifact per region: a second one there would pass unbooted, and a
+    region without one has no image."""
+    status = ImageBuildStatus(targets=[building()])
+    result = plan(build(status=status), observe(jobs=job("Succeeded", result=ok(*reported))), SETTINGS)
+    (target,) = result.status.targets
+    assert (target.phase, target.error_class, target.artifacts) == ("Failed", "Permanent", [])
+    assert said in target.message
+
+
 def test_a_build_without_the_finalizer_gets_it() -> None:
     found = build()
     bare = found.model_copy(update={"metadata": found.metadata.model_copy(update={"finalizers": []})})
@@ -364,8 +386,9 @@ def test_recorded_artifacts_survive_another_targets_failure() -> None:
 def test_a_finished_build_plans_nothing_and_keeps_its_conditions_time() -> None:
     status = ImageBuildStatus(targets=[building()])
     outcomes = {
-        **job("Succeeded", result=ok(("eu-west-1", "ami-1"))),
+        **job("Succeeded", result=ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2"))),
         **validation_job("Succeeded", validate_ok()),
+        **validation_job("Succeeded", validate_ok(), region="us-east-1"),
     }
     first = plan(build(status=status), observe(jobs=outcomes), SETTINGS)
     second = plan(build(status=first.status), observe(jobs=outcomes), SETTINGS)
@@ -377,7 +400,7 @@ def test_a_finished_build_plans_nothing_and_keeps_its_conditions_time() -> None:
 def test_succeeded_result_from_a_failed_job_is_still_recorded() -> None:
     """Artifacts exist once the runner says so: never drop them, whatever the Job ended as."""
     status = ImageBuildStatus(targets=[building()])
-    outcome = job("Failed", result=ok(("eu-west-1", "ami-1")), problem="DeadlineExceeded")
+    outcome = job("Failed", result=ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2")), problem="DeadlineExceeded")
     result = plan(build(status=status), observe(jobs=outcome), SETTINGS)
     assert result.status.targets[0].phase == "Succeeded"
 
@@ -390,7 +413,8 @@ def test_jobs_an_earlier_release_named_are_still_found_by_the_name_the_status_re
     through the name its status recorded, and keeps that name."""
     old = "web-base-7-aws-eu-1"
     status = ImageBuildStatus(targets=[building().model_copy(update={"job_name": old})])
-    outcome = JobOutcome(name=old, target="aws-eu", attempt=1, state="Succeeded", result=ok(("eu-west-1", "ami-1")))
+    reported = ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2"))
+    outcome = JobOutcome(name=old, target="aws-eu", attempt=1, state="Succeeded", result=reported)
     done = plan(build(status=status), observe(jobs={old: outcome}), SETTINGS)
     assert done.status.targets[0].phase == "Succeeded"
 

@@ -359,6 +359,18 @@ def test_a_deleted_build_falls_back() -> None:
     assert result.status.current is not None and result.status.current.reason == "BuildMissing"
 
 
+def test_a_build_recreated_under_the_same_version_is_not_the_entry_it_replaced() -> None:
+    # Same version, another recipe: the channel held the old build, which is gone.
+    recreated = dataclasses.replace(good(2), fingerprint="sha256:" + "f" * 64)
+    result = plan(channel(upstream_spec(), current=entry(2), history=[entry(1)]), observe(good(1), recreated))
+    assert version(result) == 1
+    assert result.status.current is not None and result.status.current.reason == "BuildMissing"
+    # A history entry of another build is not a fallback either.
+    renamed = dataclasses.replace(good(1), name="api-1")
+    result = plan(channel(upstream_spec(), current=entry(2), history=[entry(1)]), observe(renamed, revoked(2)))
+    assert result.status.current is None
+
+
 def test_a_pinned_version_revoked_falls_back_and_reports_the_pin() -> None:
     result = plan(
         channel({"version": 2}, current=entry(2, reason="Pinned"), history=[entry(1)]), observe(good(1), revoked(2))
@@ -384,6 +396,13 @@ def test_history_is_trimmed_to_the_limit_newest_first() -> None:
     )
     assert version(result) == 11
     assert [e.version for e in result.status.history] == [10, 9, 8]
+
+
+def test_a_lowered_history_limit_trims_without_a_move() -> None:
+    history = [entry(v) for v in (2, 1)]
+    result = plan(channel({**LATEST, "historyLimit": 1}, current=entry(3), history=history), observe(good(3)))
+    assert not result.moved
+    assert [e.version for e in result.status.history] == [2]
 
 
 def test_suspended_channel_stays_put() -> None:
@@ -438,3 +457,31 @@ def test_rollback_target_is_the_newest_usable_earlier_entry() -> None:
     assert found is not None and found.version == 1
     assert asked == [2, 1]  # newest first, never the current version, nothing after the answer
     assert rollback_target(ImageChannelStatus(current=entry(1), history=[entry(1)]), usable=lambda v: v == 1) is None
+
+
+# -- publication ----------------------------------------------------------------------------------
+
+
+def published(result: ChannelPlan) -> tuple[str, str] | None:
+    found = find(result.status.conditions, "Published")
+    return (found.status, found.reason) if found is not None else None
+
+
+@pytest.mark.parametrize(
+    "publish",
+    [{}, {"gcp": {"label": {"key": "channel", "value": "prod"}}}, {"azure": {"galleryLatest": True}}],
+    ids=["empty", "gcp-for-an-aws-image", "azure-for-an-aws-image"],
+)
+def test_nothing_to_publish_claims_nothing(publish: dict[str, Any]) -> None:
+    result = plan(channel({**LATEST, "publish": publish}, current=entry(1)), observe(good(1)))
+    assert published(result) is None
+    assert not [a for a in result.actions if type(a).__name__.startswith("Publish")]
+
+
+def test_something_to_publish_is_written_then_reported() -> None:
+    result = plan(
+        channel({**LATEST, "publish": {"aws": {"tag": {"key": "channel", "value": "prod"}}}}, current=entry(1)),
+        observe(good(1)),
+    )
+    assert published(result) == ("False", "Publishing")
+    assert [type(a).__name__ for a in result.actions] == ["Publish"]

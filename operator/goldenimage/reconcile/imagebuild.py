@@ -89,6 +89,24 @@ def undeclared(target: Target, artifacts: Sequence[tuple[str, str]]) -> list[str
     return [f"{ident} in {region or 'no region'}" for region, ident in artifacts if region not in regions]
 
 
+def unaccounted(target: Target, artifacts: Sequence[tuple[str, str]]) -> str | None:
+    """Why a reported set of artifacts is not exactly one per region of the target, if it is not.
+    Validation boots one artifact per region: a second one there would never be booted, and a
+    region without one would leave the target's consumers there without an image."""
+    foreign = undeclared(target, artifacts)
+    if foreign:
+        return f"the build reported artifacts outside the target's regions: {', '.join(foreign[:5])}"
+    seen: dict[str, str] = {}
+    for region, ident in artifacts:
+        if region in seen:
+            return f"the build reported two artifacts in {region}: {seen[region]} and {ident}"
+        seen[region] = ident
+    lacking = [r for r in registry.of(target).regions(target) if r not in seen]
+    if lacking:
+        return f"the build reported no artifact in {', '.join(lacking)}"
+    return None
+
+
 def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tuple[str, str] | None:
     """(reason, message) when the inputs cannot be copied as the build recorded them."""
     recorded = build.spec.inputs
@@ -234,10 +252,9 @@ class _Planner:
     def _succeeded(self, target: Target, status: TargetStatus, outcome: JobOutcome) -> TargetStatus:
         assert outcome.result is not None
         reported = [(a.region, a.id) for a in outcome.result.artifacts]
-        foreign = undeclared(target, reported)
-        if foreign:
-            message = f"the build reported artifacts outside the target's regions: {', '.join(foreign[:5])}"
-            return self._failed(target, status, "Permanent", message, outcome.finished_at)
+        problem = unaccounted(target, reported)
+        if problem is not None:
+            return self._failed(target, status, "Permanent", problem, outcome.finished_at)
         artifacts = [Artifact(region=a.region, id=a.id, state=a.state or None) for a in outcome.result.artifacts]
         where = ", ".join(f"{a.region}: {a.id}" for a in artifacts)
         self.actions.append(Emit("Normal", "TargetBuilt", f"target {target.name} built {where}"))

@@ -109,6 +109,16 @@ class _Planner:
     def usable(self, version: int) -> bool:
         return self.verdict(version).usable
 
+    def entry_verdict(self, entry: ChannelEntry) -> Verdict:
+        """An entry names one build: a build of the same version but another identity (another
+        name or recipe, e.g. recreated after deletion) is not the one the channel held."""
+        build = self.observed.builds.get(entry.version)
+        if build is not None and (
+            build.name != entry.build or (entry.fingerprint is not None and build.fingerprint != entry.fingerprint)
+        ):
+            return Verdict(False, "NotFound", f"version {entry.version} is no longer build {entry.build}")
+        return self.verdict(entry.version)
+
     # -- moves -----------------------------------------------------------------------------
 
     def move(self, version: int, reason: PromotionReason, message: str) -> None:
@@ -153,12 +163,12 @@ class _Planner:
         """The current entry became unusable: the newest usable entry of history replaces it."""
         if self.current is None:
             return
-        found = self.verdict(self.current.version)
+        found = self.entry_verdict(self.current)
         if found.usable:
             return
         assert found.reason is not None
         for entry in self.history:
-            if entry.version != self.current.version and self.usable(entry.version):
+            if entry.version != self.current.version and self.entry_verdict(entry).usable:
                 self.move(entry.version, FALLBACK[found.reason], f"{found.message}; back to version {entry.version}")
                 return
         self.clear(f"{found.message}, and no earlier entry of its history is usable")
@@ -262,7 +272,8 @@ class _Planner:
             update={
                 "observed_generation": generation,
                 "current": self.current,
-                "history": self.history,
+                # A lowered limit applies at once, not at the next move.
+                "history": self.history[: self.spec.history_limit],
                 "conditions": conditions,
             }
         )
@@ -271,7 +282,7 @@ class _Planner:
 
     def _publication(self) -> tuple[str, str, str] | None:
         """Plan what must be written where consumers look; the Published condition from what the
-        last writes did. None when the channel publishes nothing."""
+        last writes did. None when the channel has nothing to publish."""
         publish = self.spec.publish
         if publish is None:
             return None
@@ -284,10 +295,12 @@ class _Planner:
             section = kind.publish_section(publish)
             if section is None:
                 continue
+            now_at, before = _pointers(current, name), _pointers(previous, name)
+            if not now_at and not before and name not in self.observed.published:
+                continue  # this cloud holds none of the image's artifacts: nothing to write there
             if not kind.capabilities.publish:
                 problems.append(f"{name}: publication on {name} is not supported")
                 continue
-            now_at, before = _pointers(current, name), _pointers(previous, name)
             key = _key(section.model_dump(mode="json"), now_at, before)
             credentials = self._credentials()
             action = Publish(name, section, now_at, before, key, credentials.of(name) if credentials else None)
@@ -298,6 +311,8 @@ class _Planner:
             label = f"ConfigMap {publish.config_map.name}"
             write = PublishConfigMap(publish.config_map.name, data, key)
             self._publish_when_due(CONFIG_MAP, key, write, done, pending, problems, label=label)
+        if not (done or pending or problems):
+            return None  # nothing to publish yet: no condition claims otherwise
         if problems:
             return ("False", "PublishFailed", "; ".join(problems)[:1024])
         if pending:
