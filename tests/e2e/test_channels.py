@@ -175,8 +175,11 @@ def test_validate_promote_roll_back_and_revoke(stack: Stack, cluster: Cluster, n
     assert "Rollback" in history and "UpstreamChannel" in history
     assert pointer(cluster, ns, "candidate")[0] == 2
 
-    # Unpin: prod follows candidate to 2 again. Then revoke 2: both channels move off it.
-    cluster.kubectl("patch", "imagechannel", "prod", "-n", ns, "--type=merge", "-p", '{"spec": {"version": null}}')
+    # Unpin with the plugin: prod follows candidate to 2 again. Then revoke 2: both channels move off it.
+    unpinned = cluster.golden(ns, "unpin", "prod")
+    assert unpinned.returncode == 0, unpinned.stderr
+    assert "unpinned from version 1; it follows its policy again (channel candidate)" in unpinned.stdout
+    assert cluster.get("imagechannel", "prod", "-n", ns)["spec"].get("version") is None
     wait_version(cluster, ns, "prod", 2)
     revoked = cluster.golden(ns, "revoke", "app-2", "--reason", "CVE-2026-1234")
     assert revoked.returncode == 0, revoked.stderr
@@ -198,6 +201,89 @@ def test_validate_promote_roll_back_and_revoke(stack: Stack, cluster: Cluster, n
         assert {t["Key"]: t["Value"] for t in found["Tags"]}.get("goldenimage.io/revoked") == "CVE-2026-1234"
     refused = cluster.golden(ns, "promote", "prod", "--version", "2")
     assert refused.returncode == 1 and "is revoked: CVE-2026-1234" in refused.stderr
+
+
+def test_revocations_declared_on_the_image(stack: Stack, cluster: Cluster, ns: str, aws: AwsApi) -> None:
+    """Revocation kept in Git: the GoldenImage lists versions, the operator revokes their builds
+    as the plugin would, and the channel moves off them; nothing is rebuilt for it."""
+
+    def image(*revoked: int) -> dict[str, Any]:
+        manifest = golden_image(
+            "declared",
+            target={
+                "region": "eu-west-1",
+                "source": {"amiFilter": {"name": "debian-12-amd64-*", "owners": ["136693071363"]}},
+            },
+            validation={
+                "aws": {"subnetSelector": {"tags": {"Purpose": "image-validation"}}},
+                "checks": [{"tcp": {"port": 22}}],
+            },
+        )
+        manifest["spec"]["revocations"] = [{"version": v, "reason": f"CVE-2026-000{v}"} for v in revoked]
+        return manifest
+
+    def revocations() -> dict[str, Any] | None:
+        return condition_of(cluster.get("goldenimage", "declared", "-n", ns), "Revocations")
+
+    cluster.apply([image(), image_channel("candidate", "declared")], ns)
+    wait_version(cluster, ns, "candidate", 1, timeout=600)
+    assert cluster.golden(ns, "rebuild", "declared").returncode == 0
+    wait_version(cluster, ns, "candidate", 2, timeout=600)
+
+    # Version 2 declared revoked: its build is revoked by the image, the channel falls back to 1
+    # and the AMI is marked, as after `kubectl golden revoke`.
+    cluster.apply(image(2), ns)
+    assert wait_version(cluster, ns, "candidate", 1) == "Revoked"
+    revoked = cluster.get("imagebuild", "declared-2", "-n", ns)["spec"]["revoked"]
+    assert (revoked["reason"], revoked["revokedBy"]) == ("CVE-2026-0002", "goldenimage/declared")
+
+    def deprecated() -> dict[str, Any] | None:
+        build = cluster.get("imagebuild", "declared-2", "-n", ns)
+        done = condition_of(build, "Deprecated")
+        return build if done and done["status"] == "True" else None
+
+    build_2 = polling.until(deprecated, what="declared-2 to be deprecated")
+    for region, ami in ((a["region"], a["id"]) for t in build_2["status"]["targets"] for a in t["artifacts"]):
+        (found,) = aws.ec2(region).describe_images(ImageIds=[ami])["Images"]
+        assert {t["Key"]: t["Value"] for t in found["Tags"]}.get("goldenimage.io/revoked") == "CVE-2026-0002"
+    applied = polling.until(
+        lambda: (c := revocations()) and c["status"] == "True" and c, what="the Revocations condition"
+    )
+    assert applied["message"] == "version 2 revoked"
+    refused = cluster.golden(ns, "promote", "candidate", "--version", "2")
+    assert refused.returncode == 1 and "is revoked: CVE-2026-0002" in refused.stderr
+
+    # A version declared before it exists is created revoked, and never built or taken.
+    cluster.apply(image(2, 3), ns)
+    assert cluster.golden(ns, "rebuild", "declared").returncode == 0
+
+    def revoked_3() -> dict[str, Any] | None:
+        build = cluster.get_or_none("imagebuild", "declared-3", ns)
+        ready = condition_of(build, "Ready")
+        return build if ready and ready["reason"] == "Revoked" else None
+
+    build_3 = polling.until(revoked_3, what="declared-3 to be created revoked")
+    assert build_3["spec"]["revoked"]["revokedBy"] == "goldenimage/declared"
+    assert "revocations" not in build_3["spec"]["recipe"] or build_3["spec"]["recipe"]["revocations"] == []
+    assert [t["message"] for t in build_3["status"]["targets"]] == ["revoked before it was built"]
+    assert cluster.get("jobs", "-n", ns, "-l", f"{labels.BUILD}=declared-3")["items"] == []
+    assert pointer(cluster, ns, "candidate") == (1, "Revoked")
+    # The declarations changed no recipe: no version beyond the one asked for.
+    assert cluster.get_or_none("imagebuild", "declared-4", ns) is None
+
+    # Entries removed from Git: the builds stay revoked, and the image says so.
+    cluster.apply(image(), ns)
+    kept = polling.until(lambda: (c := revocations()) and c["reason"] == "CannotWithdraw" and c, what="CannotWithdraw")
+    assert kept["status"] == "False" and kept["message"].startswith("versions 2, 3 stay revoked")
+
+    def warned() -> list[dict[str, Any]]:
+        return [e for e in cluster.get("events", "-n", ns)["items"] if e["reason"] == "RevocationNotWithdrawn"]
+
+    (event,) = polling.until(warned, what="a RevocationNotWithdrawn event")
+    assert (event["type"], event["involvedObject"]["name"]) == ("Warning", "declared")
+    for version in (2, 3):
+        assert cluster.get("imagebuild", f"declared-{version}", "-n", ns)["spec"]["revoked"]
+    assert pointer(cluster, ns, "candidate") == (1, "Revoked")
 
 
 def test_failing_checks_block_promotion_and_leave_no_instance(

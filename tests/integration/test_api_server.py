@@ -32,12 +32,39 @@ def test_example_applies_server_side_and_reads_back_equal(cluster: Cluster, name
                 assert live[key] == doc[key], f"{doc['kind']}/{doc['metadata']['name']}.{key} changed on the server"
 
 
+# The API server's note that it skipped the CEL rules after a schema error: the only error it
+# reports at no field (`<nil>`), whatever the CRD says.
+SKIPPED_RULES = "some validation rules were not checked because the object was invalid"
+
+
+def _error_paths(stderr: str) -> list[str]:
+    """The field path of every error in kubectl's report of a refused object, except the note
+    that CEL rules were skipped."""
+    paths = []
+    for line in stderr.splitlines():
+        if SKIPPED_RULES in line:
+            continue
+        text = line.strip().removeprefix("* ")
+        if " is invalid: " in text:
+            text = text.split(" is invalid: ", 1)[1]
+        path, sep, _ = text.partition(": ")
+        if sep:
+            paths.append(path)
+    return paths
+
+
 @pytest.mark.parametrize("case", [c for c in corpus.load() if c.admission], ids=str)
 def test_api_server_refuses_invalid_objects(cluster: Cluster, namespace: str, case: corpus.Case) -> None:
     result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(case.object), check=False)
     assert result.returncode != 0, f"the API server accepted {case.name}"
     assert case.server in result.stderr, result.stderr
     assert case.field in result.stderr, result.stderr
+    # Every error names the field it is about: a CEL rule at the object's root without a
+    # fieldPath would be reported at `<nil>`.
+    paths = _error_paths(result.stderr)
+    assert "<nil>" not in paths, result.stderr
+    named = [p for p in paths if p == case.field or p.startswith((f"{case.field}.", f"{case.field}["))]
+    assert named or f'unknown field "{case.field}"' in result.stderr, result.stderr
 
 
 def test_cases_only_the_models_refuse_pass_admission(cluster: Cluster, namespace: str) -> None:
@@ -139,6 +166,24 @@ def test_image_build_spec_is_immutable_except_revoked(cluster: Cluster, namespac
     assert patch({"spec": {"revoked": {"reason": "CVE-2026-1234"}}}) == ""
     assert "a revocation cannot be withdrawn" in patch({"spec": {"revoked": None}})
     assert cluster.get("imagebuild", "web-base-1", "-n", namespace)["spec"]["revoked"]["reason"] == "CVE-2026-1234"
+
+
+def test_a_channel_keeps_its_image(cluster: Cluster, namespace: str) -> None:
+    channel = {
+        "apiVersion": "goldenimage.io/v1alpha1",
+        "kind": "ImageChannel",
+        "metadata": {"name": "prod"},
+        "spec": {"image": "web-base", "version": 1},
+    }
+    cluster.apply(channel, namespace)
+    moved = cluster.kubectl(
+        "patch", "imagechannel", "prod", "-n", namespace, "--type=merge", "-p", '{"spec":{"image":"api"}}', check=False
+    )
+    assert "spec.image is immutable" in moved.stderr
+    # Everything else of the spec still changes.
+    cluster.kubectl("patch", "imagechannel", "prod", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":2}}')
+    live = cluster.get("imagechannel", "prod", "-n", namespace)
+    assert (live["spec"]["image"], live["spec"]["version"]) == ("web-base", 2)
 
 
 def _ready(status: str, reason: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ import pytest
 
 from goldenimage import paths
 from support.cluster import PLUGIN, Cluster
-from support.manifests import image_build, image_channel
+from support.manifests import golden_image, image_build, image_channel
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +129,40 @@ def test_revoke_rebuild_status_and_history(cluster: Cluster, namespace: str) -> 
     assert history[1].split()[:3] == ["*", "2", "web-base-2"]
     missing = cluster.golden(namespace, "revoke", "web-base-9", "--reason", "x")
     assert missing.returncode == 1 and "imagebuild 'web-base-9' not found" in missing.stderr
+
+
+def test_unpin_returns_a_pinned_channel_to_its_policy(cluster: Cluster, namespace: str) -> None:
+    build(cluster, namespace, 1)
+    cluster.apply(image_channel("web-prod", "web-base", {"channel": "web-candidate"}, version=1), namespace)
+    dry = cluster.golden(namespace, "unpin", "web-prod", "--dry-run")
+    assert dry.returncode == 0 and '--type=merge -p \'{"spec": {"version": null}}\'' in dry.stdout, dry.stderr
+    assert spec_version(cluster, namespace) == 1
+    result = cluster.golden(namespace, "unpin", "web-prod")
+    assert result.returncode == 0, result.stderr
+    assert "unpinned from version 1; it follows its policy again (channel web-candidate)" in result.stdout
+    spec = cluster.get("imagechannel", "web-prod", "-n", namespace)["spec"]
+    assert "version" not in spec and spec["source"] == {"channel": "web-candidate"}
+    again = cluster.golden(namespace, "unpin", "web-prod")
+    assert again.returncode == 1 and "web-prod is not pinned" in again.stderr
+
+
+def test_unpin_refuses_a_channel_without_a_policy(cluster: Cluster, namespace: str) -> None:
+    pinned = image_channel("web-pinned", "web-base", version=1)
+    del pinned["spec"]["source"]
+    cluster.apply(pinned, namespace)
+    refused = cluster.golden(namespace, "unpin", "web-pinned")
+    assert refused.returncode == 1 and "web-pinned has no spec.source" in refused.stderr, refused.stderr
+    assert cluster.get("imagechannel", "web-pinned", "-n", namespace)["spec"]["version"] == 1
+
+
+def test_promote_refuses_a_version_the_image_declares_revoked(cluster: Cluster, namespace: str) -> None:
+    declared = [{"version": 2, "reason": "CVE-2026-1234"}]
+    target = {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}
+    cluster.apply(golden_image("web-base", target=target, revocations=declared), namespace)
+    build(cluster, namespace, 1)
+    build(cluster, namespace, 2)  # not revoked yet: no operator runs here
+    channel(cluster, namespace, 1, [])
+    refused = cluster.golden(namespace, "promote", "web-prod", "--version", "2")
+    assert refused.returncode == 1 and "version 2 is revoked: CVE-2026-1234" in refused.stderr, refused.stderr
+    stored = cluster.get("goldenimage", "web-base", "-n", namespace)["spec"]["revocations"]
+    assert stored == declared

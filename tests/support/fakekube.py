@@ -500,7 +500,7 @@ class WatchCache(IndexedCache):
 
     def __init__(self, kube: FakeKube) -> None:
         self._kube = kube
-        self._stores: tuple[Store, Store, Store, Store] = ({}, {}, {}, {})
+        self._stores: tuple[Store, Store, Store, Store, Store] = ({}, {}, {}, {}, {})
         super().__init__(*self._stores)
         self.following = True
         self.sync()
@@ -514,12 +514,13 @@ class WatchCache(IndexedCache):
         self.sync()
 
     def sync(self) -> None:
-        builds, channels, jobs, pods = self._stores
+        builds, channels, jobs, pods, revocations = self._stores
         feeds: tuple[tuple[Store, Kind, Callable[..., Any], bool], ...] = (
             (builds, IMAGEBUILDS, indexes.builds_by_image, False),
             (channels, IMAGECHANNELS, indexes.channels_by_namespace, False),
             (jobs, JOBS, indexes.jobs_by_build, True),
             (pods, PODS, indexes.pods_by_build, True),
+            (revocations, GOLDENIMAGES, indexes.revocations_by_image, False),
         )
         for store, kind, index, filtered in feeds:
             store.clear()
@@ -544,6 +545,10 @@ class WatchCache(IndexedCache):
     def channels(self, namespace: str) -> list[Mapping[str, Any]]:
         self._fresh()
         return super().channels(namespace)
+
+    def revocations(self, namespace: str, image: str) -> dict[int, str]:
+        self._fresh()
+        return super().revocations(namespace, image)
 
     def jobs(self, namespace: str, build: str) -> list[Mapping[str, Any]]:
         self._fresh()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,3 +169,61 @@ def test_unbounded_models_are_refused() -> None:
 
     with pytest.raises(openapi.SchemaError, match="list without maxItems"):
         openapi.structural(UnboundedList)
+
+
+def _schema(resource: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = crdgen.crd(resource.definition)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _fields(node: dict[str, Any], path: str):  # type: ignore[no-untyped-def]
+    """(path, schema) of every property below `node`, through list items and map values."""
+    for key, child in node.get("properties", {}).items():
+        yield f"{path}.{key}", child
+        yield from _fields(child, f"{path}.{key}")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _fields(node["additionalProperties"], f"{path}[*]")
+    if isinstance(node.get("items"), dict):
+        yield from _fields(node["items"], f"{path}[*]")
+
+
+def _own_words(node: dict[str, Any]) -> str:
+    """A field's description without the sentence the generator adds about its default."""
+    return str(node.get("description", "")).split("Default: ", 1)[0].strip()
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.definition.kind)
+def test_every_field_has_a_description(resource: Any) -> None:
+    """What `kubectl explain` shows: spec and status and every field below them, in list items
+    and map values too, say what they are, in sentences of their own."""
+    top = _schema(resource)["properties"]
+    fields = [
+        found for name in ("spec", "status") for found in [(f".{name}", top[name]), *_fields(top[name], f".{name}")]
+    ]
+    assert len(fields) > 30
+    missing = [path for path, node in fields if not _own_words(node)]
+    assert not missing, f"{len(missing)} fields without a description:\n" + "\n".join(missing)
+    unfinished = [f"{path}: {_own_words(node)!r}" for path, node in fields if not _own_words(node).endswith(".")]
+    assert not unfinished, "descriptions that are not full sentences:\n" + "\n".join(unfinished)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.definition.kind)
+def test_rule_field_paths_name_declared_fields(resource: Any) -> None:
+    """The API server refuses a CRD whose rule names a field its schema does not declare; and a
+    rule at the object's root without a field path is reported at no field at all (`<nil>`)."""
+    schema = _schema(resource)
+    assert schema["x-kubernetes-validations"]
+    for rule in schema["x-kubernetes-validations"]:
+        assert "fieldPath" in rule, f"the root rule {rule['rule']!r} names no field"
+    named = 0
+    for path, node in _walk(schema):
+        for rule in node.get("x-kubernetes-validations", []):
+            if "fieldPath" not in rule:
+                continue
+            assert re.fullmatch(r"(\.[A-Za-z][A-Za-z0-9]*)+", rule["fieldPath"]), rule
+            target = node
+            for part in rule["fieldPath"].split(".")[1:]:
+                assert part in target.get("properties", {}), f"{path or '.'}: {rule['fieldPath']} is not declared"
+                target = target["properties"][part]
+            named += 1
+    assert named >= len(schema["x-kubernetes-validations"])

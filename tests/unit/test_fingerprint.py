@@ -71,6 +71,7 @@ validation: {checks: [{tcp: {port: 22}}]}
 rebuild: {schedule: "0 3 * * 0"}
 retention: {keepVersions: 3, deletionPolicy: Delete}
 build: {timeout: 3h, maxAttempts: 5}
+revocations: [{version: 1, reason: CVE-2026-1234}]
 """
     )
     assert fp(changed) == fp()

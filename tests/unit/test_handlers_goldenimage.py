@@ -246,3 +246,38 @@ def test_versions_never_restart_when_every_build_goes_while_the_image_is_blocked
     reconcile(c)
 
     assert names(c.kube.stored_all(IMAGEBUILDS)) == ["web-base-2"]
+
+
+REVOKED_2 = [{"version": 2, "reason": "CVE-2026-1234"}]
+
+
+def test_a_declared_revocation_is_the_plugins_patch_conditional_on_the_build() -> None:
+    c, _, _ = cluster()
+    c.kube.put(image(), NS)
+    reconcile(c)
+    c.kube.put({**image(), "metadata": {"name": "web-base", "annotations": {labels.REBUILD: "t1"}}}, NS)
+    reconcile(c)
+    second = c.kube.stored(IMAGEBUILDS, NS, "web-base-2")
+    assert second is not None
+    c.kube.put(
+        {**image(revocations=REVOKED_2), "metadata": {"name": "web-base", "annotations": {labels.REBUILD: "t1"}}}, NS
+    )
+
+    done = reconcile(c)
+
+    (patch,) = [r for r in done if r.verb == "PATCH" and r.path == IMAGEBUILDS.path(NS, "web-base-2")]
+    assert patch.body["metadata"] == {"resourceVersion": second["metadata"]["resourceVersion"]}
+    assert set(patch.body["spec"]) == {"revoked"}
+    revoked = c.kube.stored(IMAGEBUILDS, NS, "web-base-2")
+    assert revoked is not None
+    assert revoked["spec"]["revoked"]["reason"] == "CVE-2026-1234"
+    assert revoked["spec"]["revoked"]["revokedBy"] == "goldenimage/web-base"
+    assert revoked["spec"]["revoked"]["revokedAt"].endswith("Z")
+    # No new version: a revocation is not a recipe change.
+    assert names(c.kube.stored_all(IMAGEBUILDS)) == ["web-base-1", "web-base-2"]
+    assert "VersionRevoked" in c.kube.reasons()
+    condition = next(x for x in status(c)["conditions"] if x["type"] == "Revocations")
+    assert (condition["status"], condition["message"]) == ("True", "version 2 revoked")
+
+    # Level-based and idempotent: the next reconcile patches no build.
+    assert [r for r in reconcile(c) if r.path.startswith(IMAGEBUILDS.path(NS))] == []

@@ -251,3 +251,41 @@ def test_a_pinned_channel_breaks_the_loop_it_would_close() -> None:
 
     ready = condition(c, "Ready")
     assert ready is not None and ready["reason"] != "UpstreamCycle", ready
+
+
+def image_declaring(*revoked: int) -> dict[str, Any]:
+    """web-base, declaring versions revoked its builds do not say yet."""
+    target = {"name": "aws-eu", "aws": {"region": "eu-west-1", "source": {"amiId": "ami-0123456789abcdef0"}}}
+    revocations = [{"version": v, "reason": "CVE-2026-1234"} for v in revoked]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "GoldenImage",
+        "metadata": {"name": "web-base"},
+        "spec": {"targets": [target], "revocations": revocations},
+    }
+
+
+def test_a_version_the_image_declares_revoked_is_never_taken_before_its_build_says_so() -> None:
+    c, cloud, _ = cluster(1, 2)
+    c.kube.put(image_declaring(2), NS)
+
+    reconcile(c)
+
+    assert status(c)["current"]["version"] == 1
+    ((_, _, pointers, _),) = cloud.calls_to("publish")
+    assert {p.image for p in pointers} == {"ami-eu1", "ami-us1"}
+
+
+def test_a_channel_on_a_version_declared_revoked_falls_back_at_once() -> None:
+    c, _, _ = cluster(1)
+    reconcile(c)
+    c.kube.put(validated(2), NS)
+    reconcile(c)
+    assert status(c)["current"]["version"] == 2
+    c.kube.put(image_declaring(2), NS)
+
+    reconcile(c)
+
+    current = status(c)["current"]
+    assert (current["version"], current["reason"]) == (1, "Revoked")
+    assert "CVE-2026-1234" in current["message"]

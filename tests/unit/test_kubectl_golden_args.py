@@ -22,6 +22,7 @@ COMMANDS = {
     "history": ["history", "web-prod"],
     "promote": ["promote", "web-prod", "--version", "3"],
     "rollback": ["rollback", "web-prod", "--dry-run"],
+    "unpin": ["unpin", "web-prod", "--dry-run"],
     "revoke": ["revoke", "web-base-2", "--reason", "CVE"],
     "rebuild": ["rebuild", "web-base"],
 }

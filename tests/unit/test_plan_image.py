@@ -11,7 +11,7 @@ from goldenimage.api.conditions import Condition, find
 from goldenimage.api.goldenimage import GoldenImageStatus
 from goldenimage.api.resources import GoldenImage
 from goldenimage.packer.fingerprint import fingerprint, image_recipe
-from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild
+from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, Emit, RevokeBuild
 from goldenimage.reconcile.goldenimage import BuildSummary, ImageObservation, plan
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -249,7 +249,142 @@ def test_a_handled_token_does_not_fire_again_after_its_build_is_retired() -> Non
     )
 
 
+def test_a_token_set_again_while_its_build_exists_is_recorded_before_that_build_is_retired() -> None:
+    # t2 was answered by version 2 long ago; t1 came after. Set back to t2, it is answered by
+    # version 2 still present, and stays answered once retention removes version 2.
+    answered = summary(2, annotations={"goldenimage.io/rebuild-token": "t2"})
+    status = GoldenImageStatus(latest_version=3, handled_rebuild_token="t1")
+    back = plan(image(annotations={"goldenimage.io/rebuild": "t2"}, status=status), observe(answered, summary(3)))
+    assert created(back) is None and back.status.handled_rebuild_token == "t2"
+    later = image(annotations={"goldenimage.io/rebuild": "t2"}, status=back.status)
+    assert created(plan(later, observe(summary(3)))) is None
+
+
+def test_a_token_too_long_for_the_status_is_recorded_by_its_digest() -> None:
+    long = "t" * 5000
+    first = plan(image(annotations={"goldenimage.io/rebuild": long}), observe(summary(1)))
+    build = created(first)
+    assert build is not None and build.spec.reason == "RebuildRequested"
+    recorded = build.annotations["goldenimage.io/rebuild-token"]
+    assert recorded.startswith("sha256:") and first.status.handled_rebuild_token == recorded
+    # The status with it is one the API server stores, and the token asks no second time.
+    GoldenImageStatus.model_validate(first.status.model_dump(mode="json", by_alias=True))
+    answered = summary(2, annotations={"goldenimage.io/rebuild-token": recorded})
+    again = image(annotations={"goldenimage.io/rebuild": long}, status=first.status)
+    assert created(plan(again, observe(summary(1), answered))) is None
+    other = image(annotations={"goldenimage.io/rebuild": long + "2"}, status=first.status)
+    assert created(plan(other, observe(summary(1), answered))) is not None
+
+
 def test_no_scheduled_rebuild_while_the_latest_build_is_at_work() -> None:
     aged = SPEC + "rebuild: {maxAge: 1h}\n"
     busy = summary(1, aged, created=NOW - timedelta(hours=3), finished=False)
     assert created(plan(image(aged), observe(busy))) is None
+
+
+# -- revocations declared on the image ---------------------------------------------------------
+
+REVOKING = SPEC + "revocations: [{version: 2, reason: CVE-2026-1234}]\n"
+
+
+def revocations(result: Any) -> list[RevokeBuild]:
+    return [a for a in result.actions if isinstance(a, RevokeBuild)]
+
+
+def events(result: Any) -> list[tuple[str, str]]:
+    return [(a.reason, a.message) for a in result.actions if isinstance(a, Emit)]
+
+
+def revocations_condition(result: Any) -> Condition | None:
+    return find(result.status.conditions, "Revocations")
+
+
+def test_declared_revocations_are_not_part_of_the_fingerprint_and_build_nothing() -> None:
+    declared = image(REVOKING).spec
+    assert image_recipe(declared) == image_recipe(image().spec)
+    assert fingerprint(declared, sources=SOURCES, inputs=INPUTS, runner=RUNNER) == summary(1).fingerprint
+    result = plan(image(REVOKING), observe(summary(1), summary(2)))
+    assert created(result) is None
+    # ... and a version made for another reason freezes a recipe without them, so that revoking
+    # later never looks like a change of the recipe.
+    build = created(plan(image(REVOKING + "tags: {Role: web}\n"), observe(summary(1), summary(2))))
+    assert build is not None and build.spec.version == 3 and build.spec.recipe.revocations == []
+    assert build.spec.revoked is None
+
+
+def test_a_declared_version_is_revoked_once_with_the_reason_and_who_declared_it() -> None:
+    result = plan(image(REVOKING), observe(summary(1), summary(2, resource_version="41")))
+    assert revocations(result) == [
+        RevokeBuild("web-base-2", "CVE-2026-1234", "goldenimage/web-base", NOW, resource_version="41")
+    ]
+    assert events(result) == [("VersionRevoked", "version 2 revoked as spec.revocations declares: CVE-2026-1234")]
+    condition = revocations_condition(result)
+    assert condition is not None
+    assert (condition.status, condition.reason, condition.message) == ("True", "Applied", "version 2 revoked")
+    # Planned again once the build says it is revoked: nothing more to do or say.
+    done = summary(2, revoked=True, revoked_by="goldenimage/web-base")
+    again = plan(image(REVOKING, status=result.status), observe(summary(1), done))
+    assert revocations(again) == [] and events(again) == [] and created(again) is None
+    assert again.status == result.status
+
+
+def test_a_build_revoked_already_by_someone_else_is_left_as_it_is() -> None:
+    by_hand = summary(2, revoked=True, revoked_by="alice")
+    result = plan(image(REVOKING), observe(summary(1), by_hand))
+    assert revocations(result) == [] and events(result) == []
+    condition = revocations_condition(result)
+    assert condition is not None and (condition.status, condition.message) == ("True", "version 2 revoked")
+
+
+def test_a_build_being_deleted_is_not_revoked() -> None:
+    result = plan(image(REVOKING), observe(summary(1), summary(2, deleting=True)))
+    assert revocations(result) == []
+    condition = revocations_condition(result)
+    assert condition is not None and condition.message == "version 2 is gone: nothing to revoke"
+
+
+def test_a_version_not_built_yet_waits_and_is_created_revoked() -> None:
+    spec = SPEC + "revocations: [{version: 3, reason: bad base image}, {version: 4, reason: bad base image}]\n"
+    waiting = plan(image(spec), observe(summary(1), summary(2)))
+    assert revocations(waiting) == [] and created(waiting) is None
+    condition = revocations_condition(waiting)
+    assert condition is not None
+    assert condition.message == "versions 3, 4 are not built yet: revoked when created"
+    # Version 3 comes (a rebuild was asked for): it is created revoked, never built.
+    asked = image(spec, annotations={"goldenimage.io/rebuild": "t1"})
+    result = plan(asked, observe(summary(1), summary(2)))
+    build = created(result)
+    assert build is not None and build.spec.version == 3
+    assert build.spec.revoked is not None
+    assert (build.spec.revoked.reason, build.spec.revoked.revoked_by) == ("bad base image", "goldenimage/web-base")
+    assert build.spec.recipe.revocations == []
+    assert revocations(result) == []
+    condition = revocations_condition(result)
+    assert condition is not None
+    assert condition.message == "version 3 revoked; version 4 is not built yet: revoked when created"
+
+
+def test_a_version_no_longer_declared_stays_revoked_and_says_so_once() -> None:
+    revoked = summary(2, revoked=True, revoked_by="goldenimage/web-base")
+    result = plan(image(), observe(summary(1), revoked))
+    assert revocations(result) == [] and created(result) is None
+    condition = revocations_condition(result)
+    assert condition is not None and (condition.status, condition.reason) == ("False", "CannotWithdraw")
+    assert condition.message.startswith("version 2 stays revoked although spec.revocations no longer lists it")
+    assert "a revocation cannot be withdrawn" in condition.message
+    assert events(result) == [("RevocationNotWithdrawn", condition.message)]
+    # Said once, not at every resync.
+    again = plan(image(status=result.status), observe(summary(1), revoked))
+    assert events(again) == [] and revocations_condition(again) == condition
+    # Revocations by anyone else are none of the image's business.
+    by_hand = plan(image(), observe(summary(1), summary(2, revoked=True, revoked_by="alice")))
+    assert revocations_condition(by_hand) is None and events(by_hand) == []
+
+
+def test_the_condition_goes_when_there_is_nothing_to_say() -> None:
+    result = plan(image(REVOKING), observe(summary(1), summary(2)))
+    assert revocations_condition(result) is not None
+    # The entry removed, and version 2 retired meanwhile: nothing declared, nothing kept.
+    cleared = plan(image(status=result.status), observe(summary(1)))
+    assert revocations_condition(cleared) is None
+    assert find(cleared.status.conditions, "Ready") is not None

@@ -21,15 +21,21 @@ class Rule:
     """A validation rule that the API server enforces as CEL and the models enforce in Python.
 
     `check` mirrors `cel` on the parsed model; it is None for transition rules (`oldSelf`),
-    which only the API server can evaluate.
+    which only the API server can evaluate. `field_path` (e.g. `.spec.version`, relative to the
+    node the rule is on) is where the API server reports a failure; without it the failure is
+    reported at the node itself, which at the object's root has no path at all (`<nil>`).
     """
 
     cel: str
     message: str
     check: Callable[[Any], bool] | None = None
+    field_path: str | None = None
 
     def as_schema(self) -> dict[str, str]:
-        return {"rule": self.cel, "message": self.message}
+        schema = {"rule": self.cel, "message": self.message}
+        if self.field_path is not None:
+            schema["fieldPath"] = self.field_path
+        return schema
 
 
 class Model(BaseModel):

@@ -29,12 +29,16 @@ Reason = Annotated[
 
 
 class Condition(Model):
-    type: ConditionType
-    status: Literal["True", "False", "Unknown"]
-    reason: Reason
-    message: Annotated[str, Field(max_length=32768)] = ""
-    last_transition_time: datetime
-    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """One aspect of the object's state, as a standard Kubernetes condition (metav1.Condition)."""
+
+    type: ConditionType = Field(description="What the condition is about, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Whether the condition holds.")
+    reason: Reason = Field(description="Why it has its status, as one CamelCase word, e.g. BuildFailed.")
+    message: Annotated[str, Field(max_length=32768)] = Field("", description="Details for people to read.")
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    observed_generation: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="The object's metadata.generation the condition was set for."
+    )
 
 
 ConditionList = Annotated[

@@ -34,7 +34,9 @@ def crd(definition: Definition) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # Only name is declared (the API server allows nothing else here): rules on the
+            # object's name report it through fieldPath, which must name a declared field.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 253}}},
             "spec": spec_schema,
             "status": structural(status_model),
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -99,8 +100,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
         elif key not in _DROPPED and key not in {"properties", "items", "propertyNames"}:
             raise SchemaError(f"{path or '.'}: {key!r} has no structural equivalent")
     out["type"] = kind
+    if "description" in out:
+        out["description"] = _prose(out["description"])
     default = node.get("default")
-    if default not in (None, [], {}) and not isinstance(default, dict):
+    if default not in (None, "", [], {}) and not isinstance(default, dict):
         text = json.dumps(default)
         out["description"] = (out.get("description", "").rstrip(".") + f". Default: {text}.").lstrip(". ")
 
@@ -140,6 +143,13 @@ def _key_rules(names: dict[str, Any], path: str) -> list[dict[str, str]]:
             raise SchemaError(f"{path or '.'}: key rule {text!r} cannot be lifted to the map")
         rules.append({"rule": f"self.all(k, k.{text[len('self.') :]})", "message": f"keys {rule['message']}"})
     return rules
+
+
+def _prose(text: str) -> str:
+    """A description as `kubectl explain` should show it: a docstring's line breaks become spaces,
+    and only blank lines still separate paragraphs."""
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 _ORDER = ["description", "type", "format", "enum", "required", "properties", "additionalProperties", "items"]

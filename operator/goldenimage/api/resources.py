@@ -129,6 +129,7 @@ def _name_rule(max_length: int) -> Rule:
         f"self.metadata.name.size() <= {max_length}",
         f"metadata.name may be at most {max_length} characters: it becomes part of child object names",
         lambda obj: len(obj.metadata.name) <= max_length,
+        field_path=".metadata.name",
     )
 
 
@@ -136,6 +137,7 @@ _image_name_rule = Rule(
     f"self.metadata.name.matches('{IMAGE_NAME}')",
     f"metadata.name {IMAGE_NAME_MESSAGE}: it becomes part of image names on every cloud",
     lambda obj: re.fullmatch(IMAGE_NAME, obj.metadata.name) is not None,
+    field_path=".metadata.name",
 )
 
 
@@ -195,6 +197,7 @@ ImageChannel.definition = Definition(
             "self.spec.source.channel != self.metadata.name",
             "spec.source.channel cannot name the channel itself",
             lambda obj: obj.spec.source is None or obj.spec.source.channel != obj.metadata.name,
+            field_path=".spec.source.channel",
         ),
     ),
 )

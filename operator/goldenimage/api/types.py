@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from . import cron, durations
 from .base import (
@@ -139,7 +140,20 @@ ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 # a short word (user names, machine sizes, resource IDs) and a longer reference (names, ARNs).
 PackerWord = Annotated[str, Field(min_length=1, max_length=64), no_template_text]
 PackerText = Annotated[str, Field(min_length=1, max_length=256), no_template_text]
-Message = Annotated[str, Field(max_length=4096)]
+
+
+def _clip(limit: int) -> Callable[[str], str]:
+    """Free text the operator writes into a status is bounded by construction: a message built
+    from many parts (or from a runner's words) must never make the status write fail."""
+
+    def clip(text: str) -> str:
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    return clip
+
+
+Message = Annotated[str, Field(max_length=4096), PlainSerializer(_clip(4096), return_type=str)]
+CheckMessage = Annotated[str, Field(max_length=1024), PlainSerializer(_clip(1024), return_type=str)]
 
 ReadyStatus = Literal["True", "False", "Unknown"]
 CloudName = Literal["aws", "gcp", "azure"]
@@ -148,19 +162,21 @@ CloudName = Literal["aws", "gcp", "azure"]
 class ConfigMapKeyRef(Model):
     """A key of a ConfigMap in the object's namespace."""
 
-    name: ObjectName
-    key: ConfigKey
+    name: ObjectName = Field(description="Name of the ConfigMap, in the object's namespace.")
+    key: ConfigKey = Field(description="Key of the ConfigMap's data that holds the text.")
 
 
 class SecretKeyRef(Model):
     """A key of a Secret in the object's namespace."""
 
-    name: ObjectName
-    key: ConfigKey
+    name: ObjectName = Field(description="Name of the Secret, in the object's namespace.")
+    key: ConfigKey = Field(description="Key of the Secret's data that holds the value.")
 
 
 class SecretRef(Model):
-    name: ObjectName
+    """A Secret in the object's namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret, in the object's namespace.")
 
 
 class Content(Model):
@@ -168,8 +184,14 @@ class Content(Model):
 
     rules = (exactly_one_of("inline", "config_map_ref", message="set exactly one of inline or configMapRef"),)
 
-    inline: Annotated[str, Field(min_length=1, max_length=65536)] | None = None
-    config_map_ref: ConfigMapKeyRef | None = None
+    inline: Annotated[str, Field(min_length=1, max_length=65536)] | None = Field(
+        None, description="The content itself, at most 65536 characters."
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        None,
+        description="A ConfigMap key holding the content. Its text is part of the image's fingerprint: "
+        "changing it builds a new version.",
+    )
 
 
 Version = Annotated[int, Field(ge=1, le=1_000_000)]

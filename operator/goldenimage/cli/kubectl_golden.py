@@ -1,8 +1,8 @@
 """`kubectl golden`: images, builds and channels at a glance; channel history; promotion,
-rollback, revocation and rebuilds.
+rollback, unpinning, revocation and rebuilds.
 
-Promote and rollback set the channel's `spec.version`, exactly what a GitOps change would do;
-`--dry-run` prints that change instead of making it.
+Promote and rollback set the channel's `spec.version`, and unpin removes it, exactly what a GitOps
+change would do; `--dry-run` prints that change instead of making it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from ..api import labels, names
 from ..api.group import GROUP, VERSION
+from ..api.imagebuild import revocation_patch
 from ..api.imagechannel import ImageChannelStatus
 from ..api.resources import ImageBuild
+from ..reconcile import revocations
 from ..reconcile.imagechannel import rollback_target
 from ..reconcile.usable import BuildView, verdict
 
@@ -35,6 +37,7 @@ class Golden:
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace
         self.user = user
+        self._declared: dict[str, dict[int, str]] = {}
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -66,10 +69,17 @@ class Golden:
         found = self.get("imagebuilds", names.build(image, version))
         return ImageBuild.model_validate(found) if found is not None else None
 
+    def declared(self, image: str) -> dict[int, str]:
+        """The versions the image declares revoked (its spec.revocations), read once."""
+        if image not in self._declared:
+            self._declared[image] = revocations.declared(self.get("goldenimages", image))
+        return self._declared[image]
+
     def why_unusable(self, image: str, version: int) -> str | None:
         """Why a channel cannot point at a version (as the operator decides it), or None."""
         build = self.build(image, version)
-        found = verdict(version, BuildView.of(build) if build is not None else None)
+        view = revocations.seen(BuildView.of(build), self.declared(image)) if build is not None else None
+        found = verdict(version, view)
         return None if found.usable else f"{image}: {found.message}"
 
 
@@ -185,17 +195,42 @@ def rollback(golden: Golden, args: argparse.Namespace) -> str:
     return _set_version(golden, args.channel, target.version, args.dry_run, why)
 
 
-def revoke(golden: Golden, args: argparse.Namespace) -> str:
-    if golden.get("imagebuilds", args.build) is None:
-        raise CommandError(f"imagebuild {args.build!r} not found in namespace {golden.namespace}")
-    revocation = {
-        "reason": args.reason,
-        "revokedBy": golden.user,
-        "revokedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    patch = {"spec": {"revoked": revocation}}
+def unpin(golden: Golden, args: argparse.Namespace) -> str:
+    body = golden.channel(args.channel)
+    spec = body.get("spec") or {}
+    pinned, source = spec.get("version"), spec.get("source")
+    if pinned is None:
+        raise CommandError(f"{args.channel} is not pinned (no spec.version): it already follows its policy")
+    if not source:
+        raise CommandError(
+            f"{args.channel} has no spec.source: without spec.version it would have no policy to follow; "
+            "add a source to it (in Git, if Git manages it), or promote it to another version instead"
+        )
+    policy = f"channel {source['channel']}" if source.get("channel") else "latestValidated"
+    patch = {"spec": {"version": None}}
     if args.dry_run:
-        return f"kubectl patch imagebuild {args.build} -n {golden.namespace} --type=merge -p '{json.dumps(patch)}'"
+        return (
+            f"# unpin from version {pinned}: back to its policy ({policy})\n"
+            f"kubectl patch imagechannel {args.channel} -n {golden.namespace} --type=merge -p '{json.dumps(patch)}'\n"
+            "# or, in the manifest kept in Git: remove spec.version"
+        )
+    golden.patch("imagechannels", args.channel, patch)
+    return f"imagechannel/{args.channel}: unpinned from version {pinned}; it follows its policy again ({policy})"
+
+
+def revoke(golden: Golden, args: argparse.Namespace) -> str:
+    build = golden.get("imagebuilds", args.build)
+    if build is None:
+        raise CommandError(f"imagebuild {args.build!r} not found in namespace {golden.namespace}")
+    patch = revocation_patch(args.reason, golden.user, datetime.now(UTC))
+    if args.dry_run:
+        spec = build.get("spec") or {}
+        declared = json.dumps({"version": spec.get("version"), "reason": args.reason})
+        return (
+            f"kubectl patch imagebuild {args.build} -n {golden.namespace} --type=merge -p '{json.dumps(patch)}'\n"
+            f"# or, in the GoldenImage {spec.get('image')} kept in Git:\n#   spec:\n#     revocations:\n"
+            f"#       - {declared}"
+        )
     golden.patch("imagebuilds", args.build, patch)
     return f"imagebuild/{args.build} revoked: {args.reason}; every channel pointing at it moves off"
 
@@ -211,40 +246,122 @@ def rebuild(golden: Golden, args: argparse.Namespace) -> str:
     return f"goldenimage/{args.image}: rebuild requested ({labels.REBUILD}={token})"
 
 
-def _connection_flags(parser: argparse.ArgumentParser, default: object) -> argparse.ArgumentParser:
-    parser.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
-    parser.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--context", default=default, help="kubeconfig context")
+DESCRIPTION = (
+    "Shows and changes the GoldenImages, ImageBuilds and ImageChannels of a namespace: status at a glance, a "
+    "channel's history, promotion, rollback, unpinning, revocation and rebuilds."
+)
+EPILOG = (
+    "Promote and rollback set a channel's spec.version and unpin removes it, exactly what a GitOps change would "
+    "do. With --dry-run, every command that changes something prints the change instead of making it. Run "
+    "'kubectl golden COMMAND --help' for the arguments of a command."
+)
+CHANNEL = "Name of the ImageChannel."
+
+
+def _help_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse's own -h says "show this help message and exit"; this one says it as a sentence."""
+    parser.add_argument("-h", "--help", action="help", help="Show this help and exit.")
     return parser
+
+
+def _connection_flags(parser: argparse.ArgumentParser, default: object) -> argparse.ArgumentParser:
+    parser.add_argument("-n", "--namespace", default=default, help="Namespace to work in; the context's by default.")
+    parser.add_argument(
+        "--kubeconfig", default=default, help="Kubeconfig file; KUBECONFIG or ~/.kube/config by default."
+    )
+    parser.add_argument("--context", default=default, help="Kubeconfig context; the current context by default.")
+    return parser
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    details: str,
+    parents: list[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """A subcommand: `summary` in the list of commands, with `details` in its own --help."""
+    helpful = _help_flag(argparse.ArgumentParser(add_help=False))  # -h first, as argparse's own would be
+    return sub.add_parser(
+        name, help=summary, description=f"{summary} {details}", parents=[helpful, *parents], add_help=False
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     """Connection flags go before or after the subcommand, as with kubectl. The subcommands' copies
     default to SUPPRESS, so an absent flag leaves alone what the top level parsed (or its None)."""
-    main = _connection_flags(argparse.ArgumentParser(prog="kubectl golden", description=__doc__.splitlines()[0]), None)
+    top = argparse.ArgumentParser(prog="kubectl golden", description=DESCRIPTION, epilog=EPILOG, add_help=False)
+    main = _connection_flags(_help_flag(top), None)
     common = _connection_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
     changes = argparse.ArgumentParser(add_help=False)
-    changes.add_argument("--dry-run", action="store_true", help="print the change instead of making it")
-    sub = main.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    sub.add_parser("status", help="images, builds and channels at a glance", parents=[common]).set_defaults(run=status)
-    p = sub.add_parser("history", help="a channel's current entry and history", parents=[common])
-    p.add_argument("channel")
-    p.set_defaults(run=history)
-    p = sub.add_parser("promote", help="point a channel at a version (sets spec.version)", parents=[common, changes])
-    p.add_argument("channel")
-    p.add_argument("--version", type=int, required=True)
-    p.set_defaults(run=promote)
-    p = sub.add_parser(
-        "rollback", help="point a channel back at its previous usable version", parents=[common, changes]
+    changes.add_argument("--dry-run", action="store_true", help="Print the change instead of making it.")
+    sub = main.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="The command to run, one of the following."
     )
-    p.add_argument("channel")
+    _command(
+        sub,
+        "status",
+        "Shows the images, builds and channels of the namespace at a glance.",
+        "Images with their newest and newest validated versions, builds with their state and revocation, and "
+        "channels with the version they point at.",
+        [common],
+    ).set_defaults(run=status)
+    p = _command(
+        sub,
+        "history",
+        "Shows a channel's current entry and its history, newest first.",
+        "Each entry names the version, its build, when the channel moved to it, why, and how.",
+        [common],
+    )
+    p.add_argument("channel", help=CHANNEL)
+    p.set_defaults(run=history)
+    p = _command(
+        sub,
+        "promote",
+        "Points a channel at a version by setting its spec.version.",
+        "Versions that do not exist, are not validated, are revoked or have lost artifacts are refused.",
+        [common, changes],
+    )
+    p.add_argument("channel", help=CHANNEL)
+    p.add_argument("--version", type=int, required=True, help="The version to point at.")
+    p.set_defaults(run=promote)
+    p = _command(
+        sub,
+        "rollback",
+        "Points a channel back at its previous usable version by setting its spec.version.",
+        "That is the newest entry of its history, of another version, that is still usable.",
+        [common, changes],
+    )
+    p.add_argument("channel", help=CHANNEL)
     p.set_defaults(run=rollback)
-    p = sub.add_parser("revoke", help="revoke a build: every channel moves off it", parents=[common, changes])
-    p.add_argument("build")
-    p.add_argument("--reason", required=True)
+    p = _command(
+        sub,
+        "unpin",
+        "Removes a channel's spec.version, so that it follows its spec.source again.",
+        "A channel that is not pinned, or has no spec.source to follow, is refused.",
+        [common, changes],
+    )
+    p.add_argument("channel", help=CHANNEL)
+    p.set_defaults(run=unpin)
+    p = _command(
+        sub,
+        "revoke",
+        "Revokes a build: every channel pointing at it moves off it.",
+        "Its artifacts are marked deprecated in the clouds, and a revocation cannot be withdrawn. With --dry-run "
+        "the entry to list in the GoldenImage's spec.revocations is printed too.",
+        [common, changes],
+    )
+    p.add_argument("build", help="Name of the ImageBuild: <image>-<version>.")
+    p.add_argument("--reason", required=True, help="Why the build is revoked, e.g. a CVE.")
     p.set_defaults(run=revoke)
-    p = sub.add_parser("rebuild", help="ask for a new version of an image", parents=[common, changes])
-    p.add_argument("image")
+    p = _command(
+        sub,
+        "rebuild",
+        "Asks for a new version of an image, even when nothing changed.",
+        "It sets the goldenimage.io/rebuild annotation to a new token: the operator builds one version per token.",
+        [common, changes],
+    )
+    p.add_argument("image", help="Name of the GoldenImage.")
     p.set_defaults(run=rebuild)
     return main
 

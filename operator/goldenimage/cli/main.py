@@ -45,11 +45,20 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _operator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
-    parser.add_argument("--peering", help="KopfPeering name, for several replicas (default: standalone)")
-    parser.add_argument("--priority", type=int, help="peering priority of this replica (default: a random one)")
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="Watch only this namespace; repeat it for several. Every namespace is watched by default.",
+    )
+    parser.add_argument(
+        "--peering", help="KopfPeering name, for running several replicas; the operator runs standalone without it."
+    )
+    parser.add_argument("--priority", type=int, help="Peering priority of this replica; a random one by default.")
+    parser.add_argument(
+        "--liveness", default=None, help="Liveness endpoint to serve, e.g. http://0.0.0.0:8080/healthz."
+    )
+    parser.add_argument("--verbose", action="store_true", help="Log debug messages too.")
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,21 +70,42 @@ Command = tuple[str, Callable[[argparse.Namespace], int], Callable[[argparse.Arg
 # name -> (help, run, add its arguments)
 COMMANDS: dict[str, Command] = {
     "operator": (
-        "run the operator (configured by GOLDENIMAGE_* environment variables)",
+        "Runs the operator, configured by GOLDENIMAGE_* environment variables.",
         _operator,
         _operator_arguments,
     ),
-    "crds": ("print the CustomResourceDefinitions (pipe into `kubectl apply -f -`)", _crds, _no_arguments),
+    "crds": (
+        "Prints the CustomResourceDefinitions, e.g. to pipe into `kubectl apply -f -`.",
+        _crds,
+        _no_arguments,
+    ),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goldenimage", description="GoldenImage operator")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _help_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """argparse's own -h says "show this help message and exit"; this one says it as a sentence."""
+    parser.add_argument("-h", "--help", action="help", help="Show this help and exit.")
+    return parser
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _help_flag(
+        argparse.ArgumentParser(
+            prog="goldenimage",
+            description="The GoldenImage operator, which builds, validates and publishes golden machine images.",
+            add_help=False,
+        )
+    )
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", help="The command to run, one of the following.")
     for name, (help_text, _, add_arguments) in COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=help_text))
-    args = parser.parse_args(argv)
+        add_arguments(_help_flag(sub.add_parser(name, help=help_text, description=help_text, add_help=False)))
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser()
+    args = cli.parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        cli.print_help()
         return 2
     return COMMANDS[args.command][1](args)

@@ -1,6 +1,7 @@
 """What the watches delivered, indexed the way the reconciles look things up: builds and
-channels by image, Jobs and Pods by build. Reconciles read related objects here instead of
-listing them from the API server; kopf starts no handler before its indexes are filled."""
+channels by image, the versions an image declares revoked, Jobs and Pods by build. Reconciles
+read related objects here instead of listing them from the API server; kopf starts no handler
+before its indexes are filled."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ class Cache(Protocol):
     def channels(self, namespace: str) -> list[Body]:
         """The ImageChannels of a namespace."""
 
+    def revocations(self, namespace: str, image: str) -> dict[int, str]:
+        """The versions a GoldenImage declares revoked, with their reasons."""
+
     def jobs(self, namespace: str, build: str) -> list[Body]:
         """The Jobs of a build."""
 
@@ -29,17 +33,24 @@ Store = Mapping[Any, Iterable[Any]]
 
 
 class IndexedCache:
-    def __init__(self, builds: Store, channels: Store, jobs: Store, pods: Store) -> None:
+    def __init__(self, builds: Store, channels: Store, jobs: Store, pods: Store, revocations: Store) -> None:
         self._builds = builds
         self._channels = channels
         self._jobs = jobs
         self._pods = pods
+        self._revocations = revocations
 
     def builds(self, namespace: str, image: str) -> list[Body]:
         return list(self._builds.get((namespace, image)) or ())
 
     def channels(self, namespace: str) -> list[Body]:
         return list(self._channels.get(namespace) or ())
+
+    def revocations(self, namespace: str, image: str) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for declared in self._revocations.get((namespace, image)) or ():
+            out.update(declared)
+        return out
 
     def jobs(self, namespace: str, build: str) -> list[Body]:
         return list(self._jobs.get((namespace, build)) or ())

@@ -58,7 +58,9 @@ def summary(body: Mapping[str, Any]) -> planner.BuildSummary | None:
         deleting=build.metadata.deletion_timestamp is not None,
         validated=build.status is not None and is_true(build.status.conditions, "Validated"),
         revoked=build.spec.revoked is not None,
+        revoked_by=(build.spec.revoked.revoked_by or "") if build.spec.revoked is not None else "",
         finished=build_planner.finished(build),
+        resource_version=build.metadata.resource_version,
     )
 
 

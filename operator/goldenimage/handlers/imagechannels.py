@@ -18,6 +18,7 @@ from ..api.imagechannel import ImageChannelStatus
 from ..api.resources import ImageBuild, ImageChannel
 from ..kube.client import IMAGECHANNELS
 from ..reconcile import imagechannel as planner
+from ..reconcile import revocations
 from ..reconcile.usable import BuildView
 from . import objects
 from .context import GOLDENIMAGE, IMAGECHANNEL, Operator, current
@@ -40,6 +41,7 @@ def gather(op: Operator, channel: ImageChannel) -> planner.ChannelObservation:
     image = channel.spec.image
     views: dict[int, BuildView] = {}
     unreadable: list[str] = []
+    declared = op.cache.revocations(namespace, image)
     for body in op.cache.builds(namespace, image):
         try:
             build = ImageBuild.model_validate(body)
@@ -47,7 +49,7 @@ def gather(op: Operator, channel: ImageChannel) -> planner.ChannelObservation:
             unreadable.append(body["metadata"]["name"])
             continue
         if build.metadata.deletion_timestamp is None:
-            views[build.spec.version] = BuildView.of(build)
+            views[build.spec.version] = revocations.seen(BuildView.of(build), declared)
     if unreadable:
         # Unknown is not missing: keep the pointer rather than fall back from a build we cannot read.
         raise RetryLaterError(f"ImageBuilds {', '.join(unreadable)} do not match the API; not moving")

@@ -9,6 +9,7 @@ import kopf
 
 from ..api import labels as labels_
 from ..api.group import GROUP, VERSION
+from ..reconcile import revocations
 
 OURS: dict[str, Any] = {labels_.MANAGED_BY: labels_.MANAGER, labels_.BUILD: kopf.PRESENT}
 
@@ -17,6 +18,13 @@ OURS: dict[str, Any] = {labels_.MANAGED_BY: labels_.MANAGER, labels_.BUILD: kopf
 def builds_by_image(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     image = (body.get("spec") or {}).get("image")
     return {(namespace, image): dict(body)} if namespace and image else {}
+
+
+@kopf.index(GROUP, VERSION, "goldenimages")
+def revocations_by_image(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    # Only what channels need of an image: the versions it declares revoked.
+    declared = revocations.declared(body)
+    return {(namespace, body.metadata.name): declared} if namespace and declared else {}
 
 
 @kopf.index(GROUP, VERSION, "imagechannels")

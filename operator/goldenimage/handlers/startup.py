@@ -44,7 +44,11 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         kube=kube,
         clouds=CloudAccess(kube, Adapters(config)),
         cache=IndexedCache(
-            kwargs["builds_by_image"], kwargs["channels_by_namespace"], kwargs["jobs_by_build"], kwargs["pods_by_build"]
+            kwargs["builds_by_image"],
+            kwargs["channels_by_namespace"],
+            kwargs["jobs_by_build"],
+            kwargs["pods_by_build"],
+            kwargs["revocations_by_image"],
         ),
         reconcilers={
             GOLDENIMAGE: goldenimages.reconcile,

@@ -6,6 +6,7 @@ decide; this module only does, and reports what the cloud or the API server said
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 from ..api import labels
 from ..api.errors import CloudError, ForeignArtifactError, GoneError, OwnedByAnotherError, PermanentError
 from ..api.identity import BuildIdentity
+from ..api.imagebuild import revocation_patch
 from ..api.resources import CustomResource, GoldenImage, ImageBuild, ImageChannel, ObjectMeta
 from ..clouds import registry
 from ..clouds.base import CloudApi, PublishScope
@@ -132,6 +134,13 @@ class Executor:
                 await self.kube.delete(IMAGEBUILDS, namespace, name)
             case a.AnnotateBuild(name=name, annotations=annotations):
                 await self.kube.merge_patch(IMAGEBUILDS, namespace, name, {"metadata": {"annotations": annotations}})
+            case a.RevokeBuild():
+                patch = revocation_patch(
+                    action.reason, action.revoked_by, action.revoked_at, resource_version=action.resource_version
+                )
+                # A build deleted meanwhile needs no revocation; one changed meanwhile is planned again.
+                with contextlib.suppress(GoneError):
+                    await self.kube.merge_patch(IMAGEBUILDS, namespace, action.name, patch)
             case a.CreateInputs(data=data):
                 assert isinstance(obj, ImageBuild)
                 await self.kube.create(CONFIGMAPS, namespace, objects.inputs_config_map(obj, data))

@@ -1,6 +1,6 @@
 """The fingerprint that decides whether a new version is needed: a digest over everything that
 shapes the image and nothing that does not (credentials, timeouts, validation, rebuild and
-retention policy leave it alone)."""
+retention policy and revocations leave it alone)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel
@@ -56,6 +57,18 @@ class DeleteBuild(Action):
 class AnnotateBuild(Action):
     name: str
     annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RevokeBuild(Action):
+    """Revoke a version the image declares revoked, with the patch `kubectl golden revoke` sends;
+    conditional on the build's resourceVersion, so that a revocation made meanwhile stays as made."""
+
+    name: str
+    reason: str
+    revoked_by: str
+    revoked_at: datetime
+    resource_version: str | None = None
 
 
 # -- ImageBuild --------------------------------------------------------------------------------

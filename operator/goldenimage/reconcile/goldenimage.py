@@ -1,20 +1,24 @@
 """Planning a GoldenImage: whether a new version is needed and why, keeping its builds' deletion
-policy in step, and its status (pure)."""
+policy in step, revoking the versions it declares revoked, and its status (pure)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from ..api import cron, durations, labels, names
-from ..api.conditions import Condition, set_condition
-from ..api.goldenimage import GoldenImageStatus
-from ..api.imagebuild import BuildReason, ImageBuildSpec
+from ..api.conditions import Condition, find, set_condition
+from ..api.goldenimage import GoldenImageStatus, declared_by
+from ..api.imagebuild import BuildReason, ImageBuildSpec, Revocation
 from ..api.resources import GoldenImage
 from ..packer.fingerprint import fingerprint, image_recipe
-from .actions import Action, AnnotateBuild, CreateBuild, DeleteBuild, Emit
+from .actions import Action, AnnotateBuild, CreateBuild, DeleteBuild, Emit, RevokeBuild
+
+# The condition that says how the builds stand against spec.revocations.
+REVOCATIONS = "Revocations"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,9 @@ class BuildSummary:
     deleting: bool = False
     validated: bool = False
     revoked: bool = False
+    revoked_by: str = ""
     finished: bool = True  # no Job of it is running or still to start
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +118,22 @@ def _blocked(observed: ImageObservation) -> tuple[str, str] | None:
     return None
 
 
+# The status records the token it answered in at most this many characters.
+TOKEN_MAX = 256
+
+
+def rebuild_token(image: GoldenImage) -> str:
+    """The rebuild annotation's token as recorded (status, build annotation): a longer one by
+    its digest, so that recording it never fails and it is still told apart from others."""
+    token = image.metadata.annotations.get(labels.REBUILD, "")
+    if len(token) <= TOKEN_MAX:
+        return token
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
 def _token_unanswered(image: GoldenImage, observed: ImageObservation) -> bool:
     """A rebuild was requested with a token no version answered yet."""
-    token = image.metadata.annotations.get(labels.REBUILD, "")
+    token = rebuild_token(image)
     handled = image.status.handled_rebuild_token if image.status is not None else None
     return (
         bool(token)
@@ -162,10 +181,16 @@ def _create(
     status = image.status or GoldenImageStatus()
     version = max([b.version for b in observed.builds] + [status.latest_version or 0]) + 1
     annotations: dict[str, str] = {labels.DELETION_POLICY: image.spec.retention_policy.deletion_policy}
-    token = image.metadata.annotations.get(labels.REBUILD, "")
+    token = rebuild_token(image)
     if token:
         # Whatever made this version, the token present now is answered by it.
         annotations[labels.REBUILD_TOKEN] = token
+    # A version declared revoked before it exists is created revoked: it is never built, and no
+    # channel ever sees it usable.
+    declared = image.spec.revoked_versions.get(version)
+    revoked = None
+    if declared is not None:
+        revoked = Revocation(reason=declared, revoked_by=declared_by(image.metadata.name), revoked_at=observed.now)
     return CreateBuild(
         name=names.build(image.metadata.name, version),
         spec=ImageBuildSpec(
@@ -173,12 +198,75 @@ def _create(
             version=version,
             fingerprint=current,
             reason=reason,
-            recipe=image.spec,
+            # Revocations are not part of the recipe: later ones must not look like a change of it.
+            recipe=image.spec.model_copy(update={"revocations": []}),
             sources=dict(sources),
             inputs=dict(observed.inputs),
+            revoked=revoked,
         ),
         annotations=annotations,
     )
+
+
+def _revoke(image: GoldenImage, observed: ImageObservation) -> list[Action]:
+    """Revoke every existing build the image declares revoked and nobody has revoked yet; a
+    declared version without a build is revoked when it is created (level-based)."""
+    declared = image.spec.revoked_versions
+    out: list[Action] = []
+    for build in sorted(observed.builds, key=lambda b: b.version):
+        reason = declared.get(build.version)
+        if reason is None or build.revoked or build.deleting:
+            continue
+        revoke = RevokeBuild(
+            build.name, reason, declared_by(image.metadata.name), observed.now, resource_version=build.resource_version
+        )
+        message = f"version {build.version} revoked as spec.revocations declares: {reason}"
+        out += [revoke, Emit("Normal", "VersionRevoked", message, announces=revoke)]
+    return out
+
+
+def _versions(versions: Sequence[int], one: str, several: str) -> str:
+    """What is said of some versions: 'version 3 <one>' or 'versions 3, 5 <several>'."""
+    listed = ", ".join(map(str, sorted(versions)))
+    return f"version {listed} {one}" if len(versions) == 1 else f"versions {listed} {several}"
+
+
+def _revocations(
+    image: GoldenImage, observed: ImageObservation, created: CreateBuild | None
+) -> tuple[Literal["True", "False"], str, str] | None:
+    """The Revocations condition (status, reason, message); None when the image declares none and
+    revoked none."""
+    declared = image.spec.revoked_versions
+    live = {b.version: b for b in observed.builds if not b.deleting}
+    # Revoked because the image declared it, and no longer declared: that cannot be undone, and
+    # is said rather than ignored.
+    by_image = declared_by(image.metadata.name)
+    kept = [v for v, b in live.items() if b.revoked and b.revoked_by == by_image and v not in declared]
+    if not declared and not kept:
+        return None
+    if kept:
+        still = _versions(kept, "stays revoked", "stay revoked")
+        them = "it" if len(kept) == 1 else "them"
+        return (
+            "False",
+            "CannotWithdraw",
+            f"{still} although spec.revocations no longer lists {them}: a revocation cannot be withdrawn; "
+            f"build a new version instead (list {them} again to clear this)",
+        )
+    status = image.status or GoldenImageStatus()
+    made = created.spec.version if created is not None else 0
+    newest = max([*(b.version for b in observed.builds), status.latest_version or 0, made])
+    applied = [v for v in declared if v in live or v == made]
+    gone = [v for v in declared if v not in applied and v <= newest]
+    future = [v for v in declared if v > newest]
+    parts = [_versions(applied, "revoked", "revoked")] if applied else []
+    if gone:
+        parts.append(_versions(gone, "is gone: nothing to revoke", "are gone: nothing to revoke"))
+    if future:
+        parts.append(
+            _versions(future, "is not built yet: revoked when created", "are not built yet: revoked when created")
+        )
+    return ("True", "Applied", "; ".join(parts))
 
 
 def _annotate(image: GoldenImage, observed: ImageObservation) -> list[Action]:
@@ -228,7 +316,7 @@ def _status(
         key=lambda b: b.version,
         default=None,
     )
-    token = image.metadata.annotations.get(labels.REBUILD, "")
+    token = rebuild_token(image)
     return status.model_copy(
         update={
             "observed_generation": generation,
@@ -243,10 +331,32 @@ def _status(
             "last_build_at": now if created is not None else (latest.created if latest else None),
             # A new build's schedule is computed from it next time.
             "next_rebuild_at": None if created is not None else _next_rebuild(image, latest),
-            "handled_rebuild_token": token if created is not None and token else status.handled_rebuild_token,
+            # Answered by a build made now or still present: recorded, so that retiring that
+            # build later does not make the same token ask again.
+            "handled_rebuild_token": token
+            if token and (created is not None or not _token_unanswered(image, observed))
+            else status.handled_rebuild_token,
             "conditions": conditions,
         }
     )
+
+
+def _with_revocations(
+    image: GoldenImage, observed: ImageObservation, created: CreateBuild | None, status: GoldenImageStatus
+) -> tuple[GoldenImageStatus, list[Action]]:
+    """The status with its Revocations condition, and a Warning when a revocation the image no
+    longer declares is newly found kept (once, not at every resync)."""
+    found = _revocations(image, observed, created)
+    if found is None:
+        return status.model_copy(update={"conditions": [c for c in status.conditions if c.type != REVOCATIONS]}), []
+    conditions = set_condition(
+        status.conditions, REVOCATIONS, *found, now=observed.now, generation=image.metadata.generation
+    )
+    old = find(image.status.conditions, REVOCATIONS) if image.status is not None else None
+    said: list[Action] = []
+    if found[0] == "False" and (old is None or (old.reason, old.message) != found[1:]):
+        said.append(Emit("Warning", "RevocationNotWithdrawn", found[2]))
+    return status.model_copy(update={"conditions": conditions}), said
 
 
 def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
@@ -261,9 +371,12 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
         created = _create(image, observed, reason, sources, current)
         message = f"version {created.spec.version} ({reason}): ImageBuild {created.name}"
         actions += [created, Emit("Normal", "VersionCreated", message, announces=created)]
+    actions += _revoke(image, observed)
     actions += _annotate(image, observed)
     actions += _retire(image.spec.retention_policy.keep_versions, observed)
     status = _status(image, observed, created, blocked, sources, current)
+    status, said = _with_revocations(image, observed, created, status)
+    actions += said
     next_rebuild, now = status.next_rebuild_at, observed.now
     requeue = (next_rebuild - now) if next_rebuild is not None and next_rebuild > now else None
     return ImagePlan(status, tuple(actions), requeue)
