@@ -15,7 +15,7 @@ from goldenimage.api import labels
 from goldenimage.clouds.aws.adapter import AwsApi
 from goldenimage_dev.stack import Stack
 from support import polling
-from support.builds import pointer, wait_version
+from support.builds import pointer, wait_built, wait_ready, wait_version
 from support.cluster import Cluster, condition_of
 from support.ec2 import running_instances
 from support.manifests import golden_image, image_channel
@@ -321,3 +321,46 @@ def test_failing_checks_block_promotion_and_leave_no_instance(
         return channel.get("status") if ready and ready["reason"] == "NoValidatedVersion" else None
 
     assert polling.until(waiting, what="the channel to report no validated version").get("current") is None
+
+
+def test_names_that_once_collided_keep_their_own_jobs_and_validations(
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
+) -> None:
+    """Job names were once `<build>-<target>-<attempt>` and `<build>-<target>-v-<region>-<attempt>`:
+    target `aws`'s validation in eu-west-1 and target `aws-v-eu-west-1`'s build were both
+    `web-1-aws-v-eu-west-1-1`, and image `web`'s target `a-1-b` built as image `web-1-a`'s target
+    `b`. Each now has Jobs of its own, and each artifact is booted by its own validation."""
+    source = {"amiFilter": {"name": "debian-12-amd64-*", "owners": ["136693071363"]}}
+    validation = {
+        "aws": {"subnetSelector": {"tags": {"Purpose": "image-validation"}}},
+        "checks": [{"tcp": {"port": 22}}],
+    }
+    web = golden_image("web", target={"region": "eu-west-1", "source": source}, validation=validation)
+    web["spec"]["targets"].append(
+        {"name": "aws-v-eu-west-1", "aws": {"sshUsername": "admin", "region": "eu-west-1", "source": source}}
+    )
+    web["spec"]["targets"].append(
+        {"name": "a-1-b", "aws": {"sshUsername": "admin", "region": "eu-west-1", "source": source}}
+    )
+    other = golden_image("web-1-a", target={"region": "eu-west-1", "source": source})
+    other["spec"]["targets"][0]["name"] = "b"
+    cluster.apply([web, other], ns)
+
+    built = wait_ready(cluster, ns, "web-1", timeout=900)
+    results = {(v["target"], v["region"]): v for v in built["status"]["validation"]}
+    artifacts = {t["name"]: t["artifacts"][0]["id"] for t in built["status"]["targets"]}
+    assert set(results) == {(t, "eu-west-1") for t in ("aws", "aws-v-eu-west-1", "a-1-b")}
+    for target, ami in artifacts.items():
+        result = results[(target, "eu-west-1")]
+        # Booted from its own artifact, with its own check: not a build Job's result taken for it.
+        assert (result["phase"], result["artifact"]) == ("Passed", ami), result
+        assert [c["name"] for c in result["checks"]] == ["tcp-22"], result
+    assert len(set(artifacts.values())) == 3
+    wait_built(cluster, ns, "web-1-a-1")
+
+    jobs = cluster.get("jobs", "-n", ns)["items"]
+    names_ = [j["metadata"]["name"] for j in jobs]
+    # Three builds and three validations of web-1, one of each of web-1-a-1 (validated by default).
+    assert len(names_) == len(set(names_)) == 3 + 3 + 1 + 1
+    owners = {j["metadata"]["ownerReferences"][0]["name"] for j in jobs}
+    assert owners == {"web-1", "web-1-a-1"}
