@@ -143,7 +143,11 @@ class ImageChannelSpec(Model):
         ),
         # Entries name builds of this image; another image's builds would be neither protected
         # by its retention nor comparable by version, so a channel keeps its image for life.
-        Rule("oldSelf.image == self.image", "spec.image is immutable: create another channel for another image"),
+        Rule(
+            "oldSelf.image == self.image",
+            "spec.image is immutable: create another channel for another image",
+            field_path=".image",
+        ),
     )
 
     image: ImageName = Field(description="The GoldenImage whose builds this channel points at (immutable).")
