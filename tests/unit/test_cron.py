@@ -46,6 +46,9 @@ def test_next_after(expression: str, after: str, expected: str) -> None:
         ("*/0 * * * *", "step '0' must be a positive number"),
         ("0 3 * *", "five fields"),
         ("0 0 31 2 *", "never fires"),
+        ("*/15 * * * *", "at most hourly"),
+        ("0,30 3 * * *", "at most hourly"),
+        ("0-59 3 * * *", "at most hourly"),
     ],
 )
 def test_invalid(expression: str, error: str) -> None:
@@ -55,6 +58,9 @@ def test_invalid(expression: str, error: str) -> None:
 def test_pattern_accepts_what_python_accepts() -> None:
     import re
 
-    for expression in ("0 3 * * 0", "*/15 1-5,7 * jan-mar mon", "@hourly", "0 0 1,15 * *"):
+    for expression in ("0 3 * * 0", "15 1-5,7 * jan-mar mon", "@hourly", "0 0 1,15 * *", "5 */2 * * *"):
         assert re.fullmatch(cron.PATTERN, expression), expression
         assert cron.check(expression) is None
+    # More than once an hour: refused by the pattern too, so the API server refuses it.
+    for expression in ("* * * * *", "*/5 * * * *", "0,30 * * * *"):
+        assert not re.fullmatch(cron.PATTERN, expression), expression

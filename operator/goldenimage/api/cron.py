@@ -18,11 +18,13 @@ MACROS = {
 
 _ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
 _FIELD = rf"{_ITEM}(,{_ITEM})*"
+# Rebuilds are at most hourly (each is a whole build and boot test): the minute is one number.
+_MINUTE = r"[0-9]{1,2}"
 # The shape the API server can check with CEL; ranges and names are checked in Python.
-PATTERN = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{_FIELD}(\s+{_FIELD}){{4}})$"
+PATTERN = rf"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|{_MINUTE}(\s+{_FIELD}){{4}})$"
 MESSAGE = (
-    "must be a cron expression with five fields (minute hour day-of-month month day-of-week), "
-    "such as '0 3 * * 0', or a macro such as @daily"
+    "must be a cron expression with five fields (minute hour day-of-month month day-of-week) "
+    "firing at most hourly, so with one minute, such as '0 3 * * 0', or a macro such as @daily"
 )
 
 _MONTHS = {
@@ -141,7 +143,10 @@ def parse(expression: str) -> Schedule:
 def check(expression: str) -> str | None:
     """An error message for an invalid expression, or None."""
     try:
-        parse(expression).next_after(datetime(2000, 1, 1))
+        schedule = parse(expression)
+        schedule.next_after(datetime(2000, 1, 1))
     except ValueError as exc:
         return str(exc)
+    if len(schedule.minutes) != 1:
+        return "minute: fires more than once an hour; rebuilds are at most hourly, so name one minute"
     return None
