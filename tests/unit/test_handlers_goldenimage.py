@@ -41,6 +41,12 @@ def cluster(cloud: FakeCloud | None = None) -> tuple[Cluster, FakeCloud, FakeClo
     return Cluster(kube, access), cloud, access
 
 
+def finish(c: Cluster, name: str) -> None:
+    """The build is done (here: its one target failed for good), so a next version may start."""
+    target = {"name": "aws-eu", "cloud": "aws", "phase": "Failed", "attempt": 1}
+    c.kube.change(IMAGEBUILDS, NS, name, {"status": {"targets": [target]}})
+
+
 def reconcile(c: Cluster) -> list[Request]:
     """Reconcile web-base once; the requests it made."""
     before = len(c.kube.requests)
@@ -189,6 +195,14 @@ def test_a_rebuild_token_makes_one_version_per_token() -> None:
     requested["metadata"]["annotations"] = {labels.REBUILD: "t1"}
     c.kube.put(requested, NS)
 
+    # While version 1 is at work, the request waits for it.
+    reconcile(c)
+    assert names(c.kube.stored_all(IMAGEBUILDS)) == ["web-base-1"]
+    assert (ready(c)["reason"], ready(c)["message"]) == (
+        "Building",
+        "version 1 is still at work; a new version (RebuildRequested) starts after it",
+    )
+    finish(c, "web-base-1")
     reconcile(c)
     reconcile(c)
 
@@ -255,6 +269,7 @@ def test_a_declared_revocation_is_the_plugins_patch_conditional_on_the_build() -
     c, _, _ = cluster()
     c.kube.put(image(), NS)
     reconcile(c)
+    finish(c, "web-base-1")
     c.kube.put({**image(), "metadata": {"name": "web-base", "annotations": {labels.REBUILD: "t1"}}}, NS)
     reconcile(c)
     second = c.kube.stored(IMAGEBUILDS, NS, "web-base-2")

@@ -4,6 +4,7 @@ take and drop references, versions are declared revoked, time passes. The plan's
 carried out as the operator would, and after every step:
 
 - a new version is numbered above every version ever seen, and `latestVersion` never goes down;
+- a version is created only when no other is at work (one unfinished version per image);
 - retention never deletes a build a channel references, the newest validated one, or one at work;
 - a declared revocation neither creates a version nor is planned twice, and only declared
   versions are revoked;
@@ -58,7 +59,7 @@ class Image(RuleBasedStateMachine):
         self.referenced: set[str] = set()
         self.seen: set[int] = set()
         self.revoked_by_plan: set[str] = set()
-        self.changed = True  # anything but time since the last plan
+        self.changed = True  # anything but time since the last version was created
 
     # -- the world ------------------------------------------------------------------------
 
@@ -144,21 +145,24 @@ class Image(RuleBasedStateMachine):
     @invariant()
     def plan_and_carry_out(self) -> None:
         # Each plan sees what the previous one did (a version created is retention's business
-        # in the next pass); within three passes nothing is left to do.
-        for _ in range(3):
+        # in the next pass); within four passes nothing is left to do.
+        for _ in range(4):
             result = plan(self._image(), self._observe())
             self._check(result)
             self._carry_out(result)
             self.status = result.status
-            self.changed = False
+            if any(isinstance(a, CreateBuild) for a in result.actions):
+                self.changed = False  # a change made while a version was at work waits for it
             if not [a for a in result.actions if isinstance(a, CreateBuild | RevokeBuild | DeleteBuild)]:
                 return
-        raise AssertionError(f"still acting after three passes: {result.actions}")
+        raise AssertionError(f"still acting after four passes: {result.actions}")
 
     def _check(self, result: ImagePlan) -> None:
         created = [a for a in result.actions if isinstance(a, CreateBuild)]
         assert len(created) <= 1
         for create in created:
+            at_work = [b.name for b in self.builds.values() if not (b.finished or b.revoked)]
+            assert not at_work, f"version {create.spec.version} while {at_work} are at work"
             assert create.spec.version not in self.seen, f"version {create.spec.version} again"
             assert create.spec.version > max(self.seen, default=0)
             if create.spec.reason == "MaxAge":

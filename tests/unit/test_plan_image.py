@@ -153,6 +153,27 @@ def test_rebuild_token_creates_one_version_per_new_token() -> None:
     assert again is not None and again.spec.version == 3
 
 
+def test_a_change_waits_for_the_version_at_work_then_builds_once() -> None:
+    changed = SPEC + "tags: {Role: web}\n"
+    busy = summary(1, finished=False)
+    waiting = plan(image(changed), observe(busy))
+    assert created(waiting) is None
+    assert (ready(waiting).reason, ready(waiting).message) == (
+        "Building",
+        "version 1 is still at work; a new version (SpecChanged) starts after it",
+    )
+    build = created(plan(image(changed), observe(summary(1))))
+    assert build is not None and (build.spec.version, build.spec.reason) == (2, "SpecChanged")
+
+
+def test_a_blocked_or_revoked_version_does_not_hold_up_the_next() -> None:
+    changed = SPEC + "tags: {Role: web}\n"
+    blocked = Condition(type="Ready", status="False", reason="MissingSecret", message="", last_transition_time=NOW)
+    for stuck in (summary(1, finished=False, ready=blocked), summary(1, finished=False, revoked=True)):
+        build = created(plan(image(changed), observe(stuck)))
+        assert build is not None and build.spec.version == 2
+
+
 def test_versions_never_repeat_even_after_builds_are_deleted() -> None:
     status = GoldenImageStatus(latest_version=9)
     build = created(plan(image(SPEC + "tags: {a: b}\n", status=status), observe(summary(4))))

@@ -66,6 +66,17 @@ class ImagePlan:
     requeue_after: timedelta | None
 
 
+# Ready reasons of a build that makes progress on its own (a blocked one waits for the user).
+AT_WORK = frozenset({"Building", "Validating"})
+
+
+def _at_work(build: BuildSummary) -> bool:
+    """The build still runs or will without anyone's help: a new version waits for it."""
+    if build.finished or build.revoked or build.deleting:
+        return False
+    return build.ready is None or build.ready.reason in AT_WORK
+
+
 def _latest(builds: Sequence[BuildSummary]) -> BuildSummary | None:
     return max(builds, key=lambda b: b.version, default=None)
 
@@ -365,6 +376,10 @@ def plan(image: GoldenImage, observed: ImageObservation) -> ImagePlan:
     current = fingerprint(image.spec, sources=sources, inputs=observed.inputs, runner=observed.runner)
     blocked = _blocked(observed)
     reason = _reason(image, observed, latest, sources, current)
+    if reason is not None and blocked is None and latest is not None and _at_work(latest):
+        # One unfinished version per image: edits made meanwhile are built together, next.
+        blocked = ("Building", f"version {latest.version} is still at work; a new version ({reason}) starts after it")
+        reason = None
     actions: list[Action] = []
     created: CreateBuild | None = None
     if reason is not None and blocked is None:
