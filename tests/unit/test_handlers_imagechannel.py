@@ -107,7 +107,8 @@ def test_a_promotion_is_a_conditional_write_and_publication_follows_it() -> None
     # Published only once the move is on record.
     assert at_publish == [1]
     ((scope, section, now_at, before),) = cloud.calls_to("publish")
-    assert scope == PublishScope(namespace=NS, image="web-base", channel=CHANNEL)
+    # The channel's UID goes with it: the cloud records it on what publication creates.
+    assert scope == PublishScope(namespace=NS, image="web-base", channel=CHANNEL, uid=body["metadata"]["uid"])
     assert section.model_dump(by_alias=True, exclude_none=True) == PUBLISH["aws"]
     assert now_at == (Pointer("aws-eu", "eu-west-1", "ami-eu1"), Pointer("aws-eu", "us-east-1", "ami-us1"))
     assert before == ()

@@ -142,6 +142,7 @@ class PublishScope:
     namespace: str
     image: str
     channel: str
+    uid: str = ""  # the channel's, recorded on what its publication creates
 
 
 class CloudApi(Protocol):
