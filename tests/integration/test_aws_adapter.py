@@ -259,6 +259,14 @@ def test_an_owned_parameter_is_updated_and_withdrawn(aws: AwsApi) -> None:
     assert ssm.get_parameters(Names=["/team-a/web"])["InvalidParameters"] == ["/team-a/web"]
 
 
+def test_a_parameter_outside_the_namespaces_prefix_is_refused_before_any_call(aws: AwsApi) -> None:
+    ours = _team_image(aws, TEAM_A, "a-web-5-abc")
+    scoped = PublishScope("team-a", "web", "prod", "uid-a", parameter_prefix="/team-a/")
+    with pytest.raises(CloudError, match="SSM parameter /team-b/db is outside /team-a/"):
+        aws.publish(scoped, AwsPublish(ssm_parameter="/team-b/db"), [Pointer("aws", REGION, ours)], [])
+    assert aws.client("ssm", REGION).get_parameters(Names=["/team-b/db"])["InvalidParameters"] == ["/team-b/db"]
+
+
 def test_the_channel_tag_is_never_put_on_or_taken_from_another_teams_ami(aws: AwsApi) -> None:
     theirs, ours = _team_image(aws, TEAM_B, "b-web-6-abc"), _team_image(aws, TEAM_A, "a-web-6-abc")
     untagged = _image(aws, None, "no-build-tags")  # this account's, but no build made it

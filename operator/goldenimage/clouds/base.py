@@ -143,6 +143,8 @@ class PublishScope:
     image: str
     channel: str
     uid: str = ""  # the channel's, recorded on what its publication creates
+    # SSM parameters the namespace may publish to begin with this (the platform's rule); None: any.
+    parameter_prefix: str | None = None
 
 
 class CloudApi(Protocol):

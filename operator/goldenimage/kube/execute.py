@@ -231,6 +231,7 @@ class Executor:
             image=channel.spec.image,
             channel=meta.name,
             uid=meta.uid or "",
+            parameter_prefix=self.config.parameter_prefix(namespace),
         )
         try:
             cloud = await self._publisher(channel, action)

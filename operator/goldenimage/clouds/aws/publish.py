@@ -93,6 +93,12 @@ class Publisher:
         changes: list[str] = []
         names = self._parameter_names(base, current)
         wanted = {(names[(p.target, p.region)], p.region): p.image for p in current}
+        prefix = scope.parameter_prefix
+        outside = sorted({n for n, _ in wanted if prefix is not None and not n.startswith(prefix)})
+        if outside:
+            # The planner refuses these before any call; this is the same rule, kept where it acts.
+            refused += [f"SSM parameter {n} is outside {prefix}, where {scope.namespace} may publish" for n in outside]
+            return changes
         for (parameter, region), image in sorted(wanted.items()):
             found = self._aws.call(region, "get_parameter", service="ssm", Name=parameter)
             if found is None:
