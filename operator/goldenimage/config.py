@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,10 +14,16 @@ from typing import Literal
 from . import __version__
 
 DEFAULT_RUNNER_IMAGE = f"ghcr.io/goldenimage/packer-runner:{__version__}"
+_PREFIX = re.compile(r"/([a-zA-Z0-9_.\-]+/)*")
 
 
 class ConfigurationError(ValueError):
     pass
+
+
+def parameter_prefix(template: str | None, namespace: str) -> str | None:
+    """The prefix of the SSM parameters `namespace` may publish to; None: any."""
+    return None if template is None else template.replace("{namespace}", namespace)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,13 @@ class Config:
     # Networks validation checks may connect to; an instance address outside them fails the
     # validation instead of being probed. Empty: any.
     validation_networks: tuple[str, ...] = ()
+    # SSM parameter paths a namespace's channels may publish to: a prefix in which {namespace}
+    # stands for the channel's namespace, e.g. "/{namespace}/". None: any path (the platform
+    # should set it: without it a channel may claim any parameter no other channel owns).
+    ssm_parameter_prefix: str | None = None
+
+    def parameter_prefix(self, namespace: str) -> str | None:
+        return parameter_prefix(self.ssm_parameter_prefix, namespace)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -83,6 +97,15 @@ class Config:
                 raise ConfigurationError(
                     f"GOLDENIMAGE_VALIDATION_NETWORKS: {network!r} is not a network such as 10.0.0.0/8"
                 ) from None
+        prefix = env.get("GOLDENIMAGE_SSM_PARAMETER_PREFIX") or None
+        if prefix is not None:
+            bare = prefix.replace("{namespace}", "namespace")
+            # A prefix ending within a name ("/team") would let namespace "team" publish to "/team-b/...".
+            if not prefix.startswith("/") or not prefix.endswith("/") or not _PREFIX.fullmatch(bare):
+                raise ConfigurationError(
+                    "GOLDENIMAGE_SSM_PARAMETER_PREFIX must be an SSM path that begins and ends with '/', such as "
+                    f"/{{namespace}}/ or /golden/{{namespace}}/, not {prefix!r}"
+                )
         return cls(
             runner_image=env.get("GOLDENIMAGE_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
             runner_command=command or ("goldenimage-runner",),
@@ -97,4 +120,5 @@ class Config:
             artifact_check=seconds("GOLDENIMAGE_ARTIFACT_CHECK_SECONDS", cls.artifact_check),
             republish=seconds("GOLDENIMAGE_REPUBLISH_SECONDS", cls.republish),
             validation_networks=networks,
+            ssm_parameter_prefix=prefix,
         )

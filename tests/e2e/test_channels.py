@@ -19,6 +19,7 @@ from support.builds import pointer, wait_built, wait_ready, wait_version
 from support.cluster import Cluster, condition_of
 from support.ec2 import running_instances
 from support.manifests import golden_image, image_channel
+from support.namespaces import make_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -364,3 +365,48 @@ def test_names_that_once_collided_keep_their_own_jobs_and_validations(
     assert len(names_) == len(set(names_)) == 3 + 3 + 1 + 1
     owners = {j["metadata"]["ownerReferences"][0]["name"] for j in jobs}
     assert owners == {"web-1", "web-1-a-1"}
+
+
+def test_a_channel_never_takes_over_another_teams_parameter(
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi, request: pytest.FixtureRequest
+) -> None:
+    """Team A's channel owns /team-a/web; team B's channel, in its own namespace, names the same
+    parameter (so that team A's launch templates would start team B's AMI): it is refused."""
+    team_a, team_b = ns, make_namespace(cluster, request, "e2e-b")
+    try:
+        source = {"amiFilter": {"name": "debian-12-amd64-*", "owners": ["136693071363"]}}
+        web = golden_image("web", target={"region": "eu-west-1", "source": source})
+        channel = image_channel("prod", "web", publish={"aws": {"ssmParameter": "/team-a/web"}})
+        cluster.apply([web, channel], team_a)
+        wait_version(cluster, team_a, "prod", 1, timeout=600)
+        ours = amis(cluster, team_a, "web-1")["eu-west-1"]
+        polling.until(
+            lambda: aws.call("eu-west-1", "get_parameter", service="ssm", Name="/team-a/web") is not None,
+            what="/team-a/web to be written",
+        )
+        assert ssm(aws, "eu-west-1", "/team-a/web")["Value"] == ours
+
+        cluster.apply([web, channel], team_b)
+        wait_version(cluster, team_b, "prod", 1, timeout=600)
+        theirs = amis(cluster, team_b, "web-1")["eu-west-1"]
+        assert theirs != ours
+
+        def refused() -> dict[str, Any] | None:
+            published = condition_of(cluster.get("imagechannel", "prod", "-n", team_b), "Published")
+            return published if published and published["reason"] == "PublishFailed" else None
+
+        published = polling.until(refused, what=f"{team_b}/prod to report its publication refused")
+        assert published["status"] == "False"
+        assert (
+            f"SSM parameter /team-a/web in eu-west-1 exists and is not owned by channel {team_b}/prod: "
+            "delete it or publish elsewhere"
+        ) in published["message"], published
+        # Team A's parameter still says team A's AMI, and is still team A's.
+        assert ssm(aws, "eu-west-1", "/team-a/web")["Value"] == ours
+        tags = aws.client("ssm", "eu-west-1").list_tags_for_resource(ResourceType="Parameter", ResourceId="/team-a/web")
+        owner = {t["Key"]: t["Value"] for t in tags["TagList"]}
+        assert (owner[labels.NAMESPACE], owner[labels.CHANNEL]) == (team_a, "prod")
+        kept = condition_of(cluster.get("imagechannel", "prod", "-n", team_a), "Published")
+        assert kept is not None and kept["status"] == "True", kept
+    finally:
+        cluster.kubectl("delete", "namespace", team_b, "--wait=false", check=False)

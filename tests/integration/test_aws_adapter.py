@@ -14,6 +14,7 @@ from goldenimage.api.goldenimage import Target
 from goldenimage.api.imagechannel import AwsPublish
 from goldenimage.api.labels import REVOKED
 from goldenimage.clouds.aws.adapter import AwsApi
+from goldenimage.clouds.aws.publish import Publisher
 from goldenimage.clouds.base import Pointer, PublishScope
 from goldenimage_dev.aws import CREDENTIALS, NEWEST_DEBIAN12, Moto
 from support import procs
@@ -172,3 +173,139 @@ def test_publication_moves_the_parameter_and_the_tag_and_leaves_foreign_paramete
     with pytest.raises(CloudError, match="not an aws:ec2:image parameter"):
         aws.publish(scope, foreign, [Pointer("aws", REGION, v2)], [])
     assert ssm.get_parameter(Name="/golden/pub/foreign")["Parameter"]["Value"] == "not an AMI"
+
+
+# -- two teams: a channel never takes over another team's pointer ------------------------------
+
+TEAM_A = PublishScope(namespace="team-a", image="web", channel="prod", uid="uid-a")
+TEAM_B = PublishScope(namespace="team-b", image="web", channel="prod", uid="uid-b")
+
+
+def _team_image(aws: AwsApi, scope: PublishScope, build_id: str) -> str:
+    """An AMI as a build of the scope's namespace and image leaves it."""
+    image = _image(aws, build_id, build_id)
+    tags = {labels.NAMESPACE: scope.namespace, labels.IMAGE: scope.image}
+    aws.ec2(REGION).create_tags(Resources=[image], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    return image
+
+
+def _parameter_tags(aws: AwsApi, name: str) -> dict[str, str]:
+    found = aws.client("ssm", REGION).list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+    return {t["Key"]: t["Value"] for t in found["TagList"]}
+
+
+def _image_tags(aws: AwsApi, image: str) -> dict[str, str]:
+    described = aws.ec2(REGION).describe_images(ImageIds=[image])["Images"][0]
+    return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+
+
+def test_a_parameter_another_team_created_is_neither_overwritten_nor_deleted(aws: AwsApi) -> None:
+    ssm = aws.client("ssm", REGION)
+    theirs, ours = _team_image(aws, TEAM_B, "b-web-1-abc"), _team_image(aws, TEAM_A, "a-web-1-abc")
+    # Team B's own tooling wrote it: no ownership tags at all.
+    ssm.put_parameter(Name="/team-b/web", Value=theirs, Type="String", DataType="aws:ec2:image")
+    attack = AwsPublish(ssm_parameter="/team-b/web")
+
+    with pytest.raises(CloudError) as refused:
+        aws.publish(TEAM_A, attack, [Pointer("aws", REGION, ours)], [])
+    assert str(refused.value) == (
+        f"SSM parameter /team-b/web in {REGION} exists and is not owned by channel team-a/prod: "
+        "delete it or publish elsewhere"
+    )
+    assert ssm.get_parameter(Name="/team-b/web")["Parameter"]["Value"] == theirs
+
+    # The channel pointing nowhere withdraws only what it owns.
+    changes = aws.publish(TEAM_A, attack, [], [Pointer("aws", REGION, ours)])
+    assert ssm.get_parameter(Name="/team-b/web")["Parameter"]["Value"] == theirs
+    assert changes == [f"SSM parameter /team-b/web in {REGION} is not this channel's: left alone"]
+
+
+def test_a_parameter_another_teams_channel_owns_is_refused_to_a_channel_of_the_same_name(aws: AwsApi) -> None:
+    ssm = aws.client("ssm", REGION)
+    theirs, ours = _team_image(aws, TEAM_B, "b-web-2-abc"), _team_image(aws, TEAM_A, "a-web-2-abc")
+    section = AwsPublish(ssm_parameter="/team-b/api")
+    aws.publish(TEAM_B, section, [Pointer("aws", REGION, theirs)], [])
+    assert _parameter_tags(aws, "/team-b/api") == {
+        labels.MANAGED_BY: labels.MANAGER,
+        labels.NAMESPACE: "team-b",
+        labels.CHANNEL: "prod",
+        labels.CHANNEL_UID: "uid-b",
+    }
+
+    with pytest.raises(CloudError, match="is not owned by channel team-a/prod"):
+        aws.publish(TEAM_A, section, [Pointer("aws", REGION, ours)], [])
+    with pytest.raises(CloudError, match="is not owned by channel team-b/other"):
+        aws.publish(PublishScope("team-b", "web", "other", "uid-o"), section, [Pointer("aws", REGION, ours)], [])
+    aws.publish(TEAM_A, section, [], [Pointer("aws", REGION, theirs)])
+    assert ssm.get_parameter(Name="/team-b/api")["Parameter"]["Value"] == theirs
+
+
+def test_an_owned_parameter_is_updated_and_withdrawn(aws: AwsApi) -> None:
+    ssm = aws.client("ssm", REGION)
+    v1, v2 = _team_image(aws, TEAM_A, "a-web-3-abc"), _team_image(aws, TEAM_A, "a-web-4-abc")
+    section = AwsPublish(ssm_parameter="/team-a/web")
+    assert aws.publish(TEAM_A, section, [Pointer("aws", REGION, v1)], []) == [
+        f"SSM parameter /team-a/web in {REGION} = {v1}"
+    ]
+    # Re-created under the same name (a new UID), the channel still owns its parameter.
+    again = PublishScope("team-a", "web", "prod", "uid-a2")
+    assert aws.publish(again, section, [Pointer("aws", REGION, v2)], [Pointer("aws", REGION, v1)]) == [
+        f"SSM parameter /team-a/web in {REGION} = {v2}"
+    ]
+    assert ssm.get_parameter(Name="/team-a/web")["Parameter"]["Value"] == v2
+    assert aws.publish(again, section, [], [Pointer("aws", REGION, v2)]) == [
+        f"SSM parameter /team-a/web in {REGION} deleted"
+    ]
+    assert ssm.get_parameters(Names=["/team-a/web"])["InvalidParameters"] == ["/team-a/web"]
+
+
+def test_a_parameter_outside_the_namespaces_prefix_is_refused_before_any_call(aws: AwsApi) -> None:
+    ours = _team_image(aws, TEAM_A, "a-web-5-abc")
+    scoped = PublishScope("team-a", "web", "prod", "uid-a", parameter_prefix="/team-a/")
+    with pytest.raises(CloudError, match="SSM parameter /team-b/db is outside /team-a/"):
+        aws.publish(scoped, AwsPublish(ssm_parameter="/team-b/db"), [Pointer("aws", REGION, ours)], [])
+    assert aws.client("ssm", REGION).get_parameters(Names=["/team-b/db"])["InvalidParameters"] == ["/team-b/db"]
+
+
+def test_the_channel_tag_is_never_put_on_or_taken_from_another_teams_ami(aws: AwsApi) -> None:
+    theirs, ours = _team_image(aws, TEAM_B, "b-web-6-abc"), _team_image(aws, TEAM_A, "a-web-6-abc")
+    untagged = _image(aws, None, "no-build-tags")  # this account's, but no build made it
+    section = AwsPublish.model_validate({"tag": {"key": "team-b/web", "value": "prod"}})
+    aws.publish(TEAM_B, section, [Pointer("aws", REGION, theirs)], [])
+    assert _image_tags(aws, theirs)["team-b/web"] == "prod"
+
+    # Team A's channel names team B's AMI (a status edited by hand) and an unbuilt one.
+    with pytest.raises(CloudError) as refused:
+        aws.publish(TEAM_A, section, [Pointer("aws", REGION, theirs)], [])
+    assert f"AMI {theirs} in {REGION} is not one of team-a/web" in str(refused.value)
+    with pytest.raises(CloudError, match=f"AMI {untagged} in {REGION} is not one of team-a/web"):
+        aws.publish(TEAM_A, section, [Pointer("aws", REGION, untagged)], [])
+    assert "team-b/web" not in _image_tags(aws, untagged)
+
+    # Team A's channel moving the same key and value onto its own AMI leaves team B's tag alone.
+    aws.publish(TEAM_A, section, [Pointer("aws", REGION, ours)], [Pointer("aws", REGION, theirs)])
+    assert _image_tags(aws, ours)["team-b/web"] == "prod"
+    aws.publish(TEAM_A, section, [], [Pointer("aws", REGION, ours)])
+    assert "team-b/web" not in _image_tags(aws, ours)
+    assert _image_tags(aws, theirs)["team-b/web"] == "prod"
+
+
+def test_a_parameter_created_by_another_between_the_read_and_the_write_is_not_overwritten(aws: AwsApi) -> None:
+    ssm = aws.client("ssm", REGION)
+    theirs, ours = _team_image(aws, TEAM_B, "b-web-7-abc"), _team_image(aws, TEAM_A, "a-web-7-abc")
+
+    class Late:
+        """Team B creates the parameter right after team A's channel found none."""
+
+        def call(self, region: str, method: str, *, service: str = "ec2", **kwargs: Any) -> Any:
+            found = aws.call(region, method, service=service, **kwargs)
+            if method == "get_parameter" and found is None:
+                ssm.put_parameter(Name=kwargs["Name"], Value=theirs, Type="String", DataType="aws:ec2:image")
+            return found
+
+        def all(self, region: str, method: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+            return aws.all(region, method, key, **kwargs)
+
+    with pytest.raises(CloudError, match="/team-b/late in eu-west-1 exists and is not owned by channel team-a/prod"):
+        Publisher(Late()).publish(TEAM_A, AwsPublish(ssm_parameter="/team-b/late"), [Pointer("aws", REGION, ours)], [])
+    assert ssm.get_parameter(Name="/team-b/late")["Parameter"]["Value"] == theirs

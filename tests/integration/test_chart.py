@@ -44,6 +44,7 @@ def test_values_reach_the_operator() -> None:
         "replicas=2",
         "config.validationNetworks={10.20.0.0/16}",
         "config.awsEndpointUrl=https://ec2.vpce.example",
+        "config.ssmParameterPrefix=/golden/{namespace}/",
     )
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     assert "strategy" not in deployment["spec"]
@@ -53,6 +54,7 @@ def test_values_reach_the_operator() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["GOLDENIMAGE_VALIDATION_NETWORKS"] == "10.20.0.0/16"
     assert env["GOLDENIMAGE_AWS_ENDPOINT_URL"] == "https://ec2.vpce.example"
+    assert env["GOLDENIMAGE_SSM_PARAMETER_PREFIX"] == "/golden/{namespace}/"
 
 
 def test_rbac_grants_no_more_than_reading_secrets_by_name() -> None:

@@ -13,6 +13,7 @@ def test_defaults() -> None:
     assert config.packer_communicator == "ssh"
     assert config.retry_base == timedelta(seconds=30)
     assert config.validation_networks == ()
+    assert config.ssm_parameter_prefix is None and config.parameter_prefix("team-a") is None
 
 
 def test_settings_from_the_environment() -> None:
@@ -25,6 +26,7 @@ def test_settings_from_the_environment() -> None:
             "GOLDENIMAGE_PACKER_COMMUNICATOR": "none",
             "GOLDENIMAGE_RETRY_BASE_SECONDS": "1.5",
             "GOLDENIMAGE_VALIDATION_NETWORKS": "10.20.0.0/16, 127.0.0.0/8",
+            "GOLDENIMAGE_SSM_PARAMETER_PREFIX": "/golden/{namespace}/",
         }
     )
     assert config.runner_image == "registry.local/runner:1"
@@ -33,6 +35,7 @@ def test_settings_from_the_environment() -> None:
     assert config.packer_communicator == "none"
     assert config.retry_base == timedelta(seconds=1.5)
     assert config.validation_networks == ("10.20.0.0/16", "127.0.0.0/8")
+    assert config.parameter_prefix("team-a") == "/golden/team-a/"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,9 @@ def test_settings_from_the_environment() -> None:
         ({"GOLDENIMAGE_RETRY_BASE_SECONDS": "soon"}, "number of seconds"),
         ({"GOLDENIMAGE_RESYNC_SECONDS": "0"}, "must be positive"),
         ({"GOLDENIMAGE_VALIDATION_NETWORKS": "the office"}, "is not a network"),
+        ({"GOLDENIMAGE_SSM_PARAMETER_PREFIX": "/{namespace}"}, "begins and ends with '/'"),
+        ({"GOLDENIMAGE_SSM_PARAMETER_PREFIX": "{namespace}/"}, "begins and ends with '/'"),
+        ({"GOLDENIMAGE_SSM_PARAMETER_PREFIX": "/{team}/"}, "begins and ends with '/'"),
     ],
 )
 def test_bad_settings_are_refused_clearly(env: dict[str, str], error: str) -> None:

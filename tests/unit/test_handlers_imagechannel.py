@@ -10,6 +10,7 @@ from typing import Any
 from goldenimage.api.errors import CloudError, CloudRefusedError
 from goldenimage.api.group import API_VERSION
 from goldenimage.clouds.base import Pointer, PublishScope
+from goldenimage.config import Config
 from goldenimage.handlers import imagechannels
 from goldenimage.handlers.context import IMAGECHANNEL
 from goldenimage.kube.client import CONFIGMAPS, IMAGECHANNELS
@@ -107,7 +108,8 @@ def test_a_promotion_is_a_conditional_write_and_publication_follows_it() -> None
     # Published only once the move is on record.
     assert at_publish == [1]
     ((scope, section, now_at, before),) = cloud.calls_to("publish")
-    assert scope == PublishScope(namespace=NS, image="web-base", channel=CHANNEL)
+    # The channel's UID goes with it: the cloud records it on what publication creates.
+    assert scope == PublishScope(namespace=NS, image="web-base", channel=CHANNEL, uid=body["metadata"]["uid"])
     assert section.model_dump(by_alias=True, exclude_none=True) == PUBLISH["aws"]
     assert now_at == (Pointer("aws-eu", "eu-west-1", "ami-eu1"), Pointer("aws-eu", "us-east-1", "ami-us1"))
     assert before == ()
@@ -167,6 +169,25 @@ def test_a_publication_the_cloud_refuses_is_a_condition_not_a_failed_reconcile()
     assert published is not None
     assert (published["status"], published["reason"]) == ("False", "PublishFailed")
     assert "owned by another account" in published["message"]
+
+
+def test_a_parameter_outside_the_platforms_prefix_is_refused_without_calling_the_cloud() -> None:
+    kube, cloud = FakeKube(), FakeCloud()
+    config = Config(ssm_parameter_prefix="/{namespace}/")
+    c = Cluster(kube, FakeCloudAccess(kube, {"aws": cloud}), config=config)
+    kube.put(validated(1), NS)
+    kube.put(channel({"aws": {"ssmParameter": "/team-b/web"}}), NS)
+    reconcile(c)
+
+    assert status(c)["current"]["version"] == 1  # the pointer moves; only publication is refused
+    published = condition(c, "Published")
+    assert published is not None
+    assert (published["status"], published["reason"]) == ("False", "PublishFailed")
+    assert published["message"] == (
+        f"aws: SSM parameter /team-b/web is outside /{NS}/, where namespace {NS} may publish: "
+        f"choose a path beneath /{NS}/"
+    )
+    assert cloud.calls_to("publish") == []
 
 
 def test_a_channel_that_publishes_nothing_has_no_published_condition() -> None:

@@ -14,7 +14,14 @@ import pytest
 from goldenimage.api.conditions import find
 from goldenimage.api.imagechannel import ChannelArtifact, ChannelEntry, ImageChannelStatus
 from goldenimage.api.resources import ImageChannel
-from goldenimage.reconcile.imagechannel import ChannelObservation, ChannelPlan, Following, plan, rollback_target
+from goldenimage.reconcile.imagechannel import (
+    ChannelObservation,
+    ChannelPlan,
+    ChannelSettings,
+    Following,
+    plan,
+    rollback_target,
+)
 from goldenimage.reconcile.usable import BuildView
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -485,3 +492,34 @@ def test_something_to_publish_is_written_then_reported() -> None:
     )
     assert published(result) == ("False", "Publishing")
     assert [type(a).__name__ for a in result.actions] == ["Publish"]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "template", "refused"),
+    [
+        ("/team-b/web", "/{namespace}/", True),
+        ("/platformer/web", "/{namespace}/", True),  # a name that begins like the namespace is another
+        ("/golden/platform/web", "/{namespace}/", True),
+        ("/platform/web", "/{namespace}/", False),
+        ("/golden/platform/web", "/golden/{namespace}/", False),
+        ("/team-b/web", None, False),  # no rule: any path
+    ],
+)
+def test_the_platforms_parameter_prefix_refuses_a_path_before_any_cloud_call(
+    parameter: str, template: str | None, refused: bool
+) -> None:
+    spec = {**LATEST, "publish": {"aws": {"ssmParameter": parameter}, "configMap": {"name": "web-prod"}}}
+    settings = ChannelSettings(ssm_parameter_prefix=template)
+    result = plan(channel(spec, current=entry(1)), observe(good(1)), settings)
+    publications = [type(a).__name__ for a in result.actions if type(a).__name__.startswith("Publish")]
+    if not refused:
+        assert publications == ["Publish", "PublishConfigMap"]
+        return
+    assert publications == ["PublishConfigMap"]  # AWS is not called at all; the ConfigMap still is
+    found = find(result.status.conditions, "Published")
+    assert found is not None and (found.status, found.reason) == ("False", "PublishFailed")
+    prefix = (template or "").replace("{namespace}", "platform")
+    assert found.message == (
+        f"aws: SSM parameter {parameter} is outside {prefix}, where namespace platform may publish: "
+        f"choose a path beneath {prefix}"
+    )

@@ -23,6 +23,10 @@ REGION = f"{GROUP}/region"
 BUILD_ID = f"{GROUP}/build-id"
 NAMESPACE = f"{GROUP}/namespace"
 REVOKED = f"{GROUP}/revoked"
+# Which channel owns what publication created (an SSM parameter, a GCP family copy): its
+# namespace is NAMESPACE; the UID tells a channel from a later one of the same name.
+CHANNEL = f"{GROUP}/channel"
+CHANNEL_UID = f"{GROUP}/channel-uid"
 
 # Roles of the operator's Jobs and cloud resources.
 ROLE_BUILD = "build"

@@ -142,6 +142,9 @@ class PublishScope:
     namespace: str
     image: str
     channel: str
+    uid: str = ""  # the channel's, recorded on what its publication creates
+    # SSM parameters the namespace may publish to begin with this (the platform's rule); None: any.
+    parameter_prefix: str | None = None
 
 
 class CloudApi(Protocol):

@@ -30,7 +30,11 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
         return
     body, channel = found
     observed = gather(op, channel)
-    plan = planner.plan(channel, observed, planner.ChannelSettings(republish=op.config.republish))
+    plan = planner.plan(
+        channel,
+        observed,
+        planner.ChannelSettings(republish=op.config.republish, ssm_parameter_prefix=op.config.ssm_parameter_prefix),
+    )
     done = await op.executor.execute(IMAGECHANNELS, body, channel, plan.status, plan.actions)
     requeue = plan.requeue_after.total_seconds() + 0.5 if plan.requeue_after is not None else None
     op.requeue(IMAGECHANNEL, namespace, name, requeue, done.requeue_after)

@@ -225,7 +225,14 @@ class Executor:
 
     async def _publish(self, channel: ImageChannel, action: a.Publish, done: Executed) -> None:
         meta = channel.metadata
-        scope = PublishScope(namespace=meta.namespace or "", image=channel.spec.image, channel=meta.name)
+        namespace = meta.namespace or ""
+        scope = PublishScope(
+            namespace=namespace,
+            image=channel.spec.image,
+            channel=meta.name,
+            uid=meta.uid or "",
+            parameter_prefix=self.config.parameter_prefix(namespace),
+        )
         try:
             cloud = await self._publisher(channel, action)
             changes = await asyncio.to_thread(cloud.publish, scope, action.section, action.current, action.previous)

@@ -14,13 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel
+
 from ..api import durations
 from ..api.conditions import set_condition
 from ..api.goldenimage import Credentials
-from ..api.imagechannel import ChannelArtifact, ChannelEntry, ImageChannelStatus, PromotionReason
+from ..api.imagechannel import AwsPublish, ChannelArtifact, ChannelEntry, ImageChannelStatus, PromotionReason
 from ..api.resources import ImageChannel
 from ..clouds import registry
 from ..clouds.base import Pointer
+from ..config import parameter_prefix
 from .actions import Action, Emit, Publish, PublishConfigMap
 from .usable import FALLBACK, BuildView, Verdict, verdict
 
@@ -75,6 +78,8 @@ class ChannelObservation:
 class ChannelSettings:
     # Publication is written again this often even when nothing moved: drift is corrected.
     republish: timedelta = timedelta(minutes=10)
+    # The platform's rule for SSM parameter paths (`Config.ssm_parameter_prefix`); None: any.
+    ssm_parameter_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,9 @@ class _Planner:
             if not kind.capabilities.publish:
                 problems.append(f"{name}: publication on {name} is not supported")
                 continue
+            if (refusal := self._outside_scope(section)) is not None:
+                problems.append(f"{name}: {refusal}")
+                continue  # refused before any cloud call: nothing of this cloud is written
             key = _key(section.model_dump(mode="json"), now_at, before)
             credentials = self._credentials()
             action = Publish(name, section, now_at, before, key, credentials.of(name) if credentials else None)
@@ -318,6 +326,19 @@ class _Planner:
         if pending:
             return ("False", "Publishing", "writing " + ", ".join(pending))
         return ("True", "Published", "published to " + ", ".join(done))
+
+    def _outside_scope(self, section: BaseModel) -> str | None:
+        """Why the platform's rule refuses where the section publishes, if it does."""
+        namespace = self.channel.metadata.namespace or ""
+        prefix = parameter_prefix(self.settings.ssm_parameter_prefix, namespace)
+        if not isinstance(section, AwsPublish) or section.ssm_parameter is None or prefix is None:
+            return None
+        if section.ssm_parameter.startswith(prefix):
+            return None
+        return (
+            f"SSM parameter {section.ssm_parameter} is outside {prefix}, where namespace {namespace} may publish: "
+            f"choose a path beneath {prefix}"
+        )
 
     def _publish_when_due(
         self,

@@ -41,7 +41,6 @@ from google.cloud import compute_v1
 
 from ...api import labels
 from ...api.errors import CloudError
-from ...api.group import GROUP
 from ...api.imagechannel import GcpPublish
 from ...api.names import fit
 from ..base import Pointer, PublishScope
@@ -49,7 +48,7 @@ from .compute import Compute, deprecation, label_filter
 from .kind import KIND, image_path, label_value, parse_image
 
 # Which channel owns a family copy.
-CHANNEL = f"{GROUP}/channel"
+CHANNEL = labels.CHANNEL
 CHANNEL_KEY = KIND.tag_key(CHANNEL)
 NAMESPACE_KEY = KIND.tag_key(labels.NAMESPACE)
 IMAGE_KEY = KIND.tag_key(labels.IMAGE)
