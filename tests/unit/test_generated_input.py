@@ -17,7 +17,6 @@ import copy
 import json
 import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,86 +33,31 @@ from goldenimage.kube import jobs
 from goldenimage.packer import inputs
 from goldenimage.reconcile.actions import CreateInputs, CreateJob
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
-from support import examples
+from support import mutants
 
 EXAMPLES = int(os.environ.get("GOLDENIMAGE_EXAMPLES", "300"))
 CONFIG = Config(runner_image="ghcr.io/goldenimage/packer-runner:0.1.0")
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
-HOSTILE = [
-    '"; rm -rf / #',
-    "$(reboot)",
-    "`id`",
-    "${var.token}",
-    "$${x}",
-    "%{ if true }x%{ endif }",
-    '"\n}\nbuild {\n  sources = ["x"]\n}\n#',
-    "a\\",
-    "\\u0022",
-    "}\n",
-    "\x00",
-    "\r\n# comment",
-    "\u2028\u2029",
-    "\u202etxt.exe",
-    "ﬁ𝔘𝔫𝔦𝔠𝔬𝔡𝔢 🙂",
-    "' OR '1'='1",
-    "{{ .Vars }}",
-    "../../etc/passwd",
-    "x" * 70_000,
-]
-OTHER_TYPES: list[Any] = [None, 0, -1, 2**63, 1.5, True, [], {}, ["x"], {"a": "b"}]
-
-
-def _documents() -> list[dict[str, Any]]:
-    out = []
-    for path in examples.files():
-        out += [d for d in examples.documents(path) if d["kind"] == "GoldenImage"]
-    return out
-
-
-DOCUMENTS = _documents()
-Path = tuple[Any, ...]
-
-
-def _leaves(node: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every value of the spec, and every key of a map (as ("key", path))."""
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield (*path, ("key", key)), key
-            yield from _leaves(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _leaves(value, (*path, index))
-
-
-def _replace(doc: dict[str, Any], path: Path, new: Any) -> dict[str, Any]:
-    mutant = copy.deepcopy(doc)
-    parent: Any = mutant["spec"]
-    for step in path[:-1]:
-        parent = parent[step]
-    last = path[-1]
-    if isinstance(last, tuple):  # a key of a map: the value moves to the new key
-        _, key = last
-        if not isinstance(new, str) or new in parent:
-            return mutant
-        parent[new] = parent.pop(key)
-    else:
-        parent[last] = new
-    return mutant
+DOCUMENTS = mutants.documents()
+Path = mutants.Path
 
 
 @st.composite
-def mutants(draw: st.DrawFn) -> tuple[dict[str, Any], Path, Any]:
+def mutated(draw: st.DrawFn) -> tuple[dict[str, Any], Path, Any]:
     doc = draw(st.sampled_from(DOCUMENTS))
-    leaves = [(p, v) for p, v in _leaves(doc["spec"]) if p]
+    leaves = [(p, v) for p, v in mutants.leaves(doc["spec"]) if p]
     path, old = draw(st.sampled_from(leaves))
     if isinstance(old, str) or isinstance(path[-1], tuple):
-        new = draw(st.one_of(st.sampled_from(HOSTILE), st.text(min_size=1, max_size=80), st.sampled_from(OTHER_TYPES)))
+        new = draw(
+            st.one_of(
+                st.sampled_from(mutants.HOSTILE), st.text(min_size=1, max_size=80), st.sampled_from(mutants.OTHER_TYPES)
+            )
+        )
     elif isinstance(old, bool | int):
-        new = draw(st.one_of(st.sampled_from(OTHER_TYPES), st.integers(), st.sampled_from(HOSTILE)))
+        new = draw(st.one_of(st.sampled_from(mutants.OTHER_TYPES), st.integers(), st.sampled_from(mutants.HOSTILE)))
     else:
-        new = draw(st.one_of(st.sampled_from(OTHER_TYPES), st.sampled_from(HOSTILE)))
-    return _replace(doc, path, new), path, new
+        new = draw(st.one_of(st.sampled_from(mutants.OTHER_TYPES), st.sampled_from(mutants.HOSTILE)))
+    return mutants.replace(doc, path, new), path, new
 
 
 # -- what a rendered template is made of ------------------------------------------------------------
@@ -187,7 +131,7 @@ def test_a_string_leaving_its_quotes_changes_the_shape() -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutants())
+@given(mutated())
 def test_a_mutant_is_refused_with_its_field_named_or_carried_out_safely(case: tuple[dict[str, Any], Path, Any]) -> None:
     doc, path, new = case
     try:
@@ -213,7 +157,7 @@ def test_a_mutant_is_refused_with_its_field_named_or_carried_out_safely(case: tu
     assert made, "a valid spec plans its build Jobs"
 
 
-@pytest.mark.parametrize("value", HOSTILE[:-1], ids=range(len(HOSTILE) - 1))
+@pytest.mark.parametrize("value", mutants.HOSTILE[:-1], ids=range(len(mutants.HOSTILE) - 1))
 def test_every_hostile_text_stays_inside_its_quotes_in_tags_and_env(value: str) -> None:
     """The fields most likely to carry free text, one by one, with every hostile value."""
 
