@@ -550,6 +550,10 @@ class WatchCache(IndexedCache):
         self._fresh()
         return super().revocations(namespace, image)
 
+    def image_exists(self, namespace: str, image: str) -> bool:
+        self._fresh()
+        return super().image_exists(namespace, image)
+
     def jobs(self, namespace: str, build: str) -> list[Mapping[str, Any]]:
         self._fresh()
         return super().jobs(namespace, build)

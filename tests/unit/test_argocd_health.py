@@ -672,6 +672,13 @@ SITUATIONS = [
     ),
     Situation("channel/upstream-points-at-revoked", upstream_revoked, "Degraded", "UpstreamRevoked"),
     Situation(
+        # A reference to something missing, like an upstream channel that does not exist.
+        "channel/image-not-found",
+        lambda: planned_channel(LATEST, channel_observation(image_exists=False)),
+        "Degraded",
+        "ImageNotFound",
+    ),
+    Situation(
         "channel/pinned",
         lambda: planned_channel({"version": 1}, channel_observation(validated_build(1), validated_build(2))),
         "Healthy",

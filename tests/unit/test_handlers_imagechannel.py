@@ -64,10 +64,14 @@ def channel(publish: dict[str, Any] | None = PUBLISH, status: dict[str, Any] | N
     }
 
 
-def cluster(*versions: int, body: dict[str, Any] | None = None) -> tuple[Cluster, FakeCloud, dict[str, Any]]:
+def cluster(
+    *versions: int, body: dict[str, Any] | None = None, image: bool = True
+) -> tuple[Cluster, FakeCloud, dict[str, Any]]:
     kube = FakeKube()
     cloud = FakeCloud()
     c = Cluster(kube, FakeCloudAccess(kube, {"aws": cloud}))
+    if image:
+        kube.put(image_declaring(), NS)
     for version in versions:
         kube.put(validated(version), NS)
     return c, cloud, kube.put(body or channel(), NS)
@@ -310,3 +314,16 @@ def test_a_channel_on_a_version_declared_revoked_falls_back_at_once() -> None:
     current = status(c)["current"]
     assert (current["version"], current["reason"]) == (1, "Revoked")
     assert "CVE-2026-1234" in current["message"]
+
+
+def test_a_channel_of_an_image_that_does_not_exist_says_so() -> None:
+    c, cloud, _ = cluster(image=False)
+    reconcile(c)
+    ready = condition(c, "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "ImageNotFound")
+    assert ready["message"] == "GoldenImage web-base does not exist"
+    assert cloud.calls == []
+    c.kube.put(image_declaring(), NS)
+    reconcile(c)
+    ready = condition(c, "Ready")
+    assert ready is not None and ready["reason"] == "NoValidatedVersion"

@@ -21,6 +21,9 @@ class Cache(Protocol):
     def revocations(self, namespace: str, image: str) -> dict[int, str]:
         """The versions a GoldenImage declares revoked, with their reasons."""
 
+    def image_exists(self, namespace: str, image: str) -> bool:
+        """Whether the GoldenImage exists."""
+
     def jobs(self, namespace: str, build: str) -> list[Body]:
         """The Jobs of a build."""
 
@@ -51,6 +54,9 @@ class IndexedCache:
         for declared in self._revocations.get((namespace, image)) or ():
             out.update(declared)
         return out
+
+    def image_exists(self, namespace: str, image: str) -> bool:
+        return (namespace, image) in self._revocations  # every image has an entry there
 
     def jobs(self, namespace: str, build: str) -> list[Body]:
         return list(self._jobs.get((namespace, build)) or ())

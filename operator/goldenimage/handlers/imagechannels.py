@@ -71,6 +71,7 @@ def gather(op: Operator, channel: ImageChannel) -> planner.ChannelObservation:
         builds=views,
         upstream=upstream_status,
         upstream_exists=upstream_exists,
+        image_exists=op.cache.image_exists(namespace, image),
         following={name: _following(body) for name, body in channels.items()},
         published=op.ledger.outcomes(channel.metadata.uid or ""),
     )

@@ -68,6 +68,7 @@ class ChannelObservation:
     # For `source.channel`: the upstream channel's status, and whether it exists at all.
     upstream: ImageChannelStatus | None = None
     upstream_exists: bool = True
+    image_exists: bool = True
     # Whom each channel of the namespace follows, by name: cycles are found through it.
     following: Mapping[str, Following] = field(default_factory=dict)
     # The last publication per cloud (and "configMap"), as the executor recorded it.
@@ -160,6 +161,9 @@ class _Planner:
     def plan(self) -> ChannelPlan:
         self._fall_back()
         self._follow_policy()
+        if not self.observed.image_exists:
+            # Before any policy's own complaint: nothing will ever be built for it.
+            self.problem = ("ImageNotFound", f"GoldenImage {self.spec.image} does not exist")
         published = self._publication()
         status = self._status(published)
         return ChannelPlan(status, tuple(self.actions), min(self.requeue) if self.requeue else None, self.moved)
