@@ -23,7 +23,15 @@ def test_lint() -> None:
 def test_defaults_render_a_standalone_operator() -> None:
     documents = chart.render(components.helm())
     kinds = sorted(d["kind"] for d in documents)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    # Without watchNamespaces, both roles are bound cluster-wide.
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "Deployment",
+        "ServiceAccount",
+    ]
     (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -58,10 +66,42 @@ def test_values_reach_the_operator() -> None:
 
 
 def test_rbac_grants_no_more_than_reading_secrets_by_name() -> None:
-    (role,) = [d for d in chart.render(components.helm()) if d["kind"] == "ClusterRole"]
-    secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
+    roles = [d for d in chart.render(components.helm()) if d["kind"] == "ClusterRole"]
+    rules = [r for role in roles for r in role["rules"]]
+    secrets = [r for r in rules if "secrets" in r["resources"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
-    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in role["rules"])
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for r in rules)
+
+
+def test_with_watch_namespaces_the_operator_can_read_nothing_outside_them(cluster: Cluster) -> None:
+    """The roles as the API server enforces them: installed with watchNamespaces, the operator's
+    identity reads Secrets and creates Jobs in those namespaces and in no other."""
+    release, home = "scoped", "scoped-system"
+    for ns in (home, "scoped-team-a", "scoped-team-b"):
+        cluster.kubectl("create", "namespace", ns, check=False)
+    documents = chart.render(components.helm(), "watchNamespaces={scoped-team-a}", namespace=home, release=release)
+    rbac = [d for d in documents if d["kind"] in chart.RBAC]
+    assert sorted(d["kind"] for d in rbac) == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
+    identity = f"system:serviceaccount:{home}:{release}"
+
+    def can(verb: str, resource: str, ns: str) -> bool:
+        found = cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, f"--as={identity}", check=False)
+        return found.stdout.strip() == "yes"
+
+    assert can("get", "secrets", "scoped-team-a") and can("create", "jobs", "scoped-team-a")
+    assert can("patch", "imagebuilds.goldenimage.io/status", "scoped-team-a")
+    for verb, resource in (("get", "secrets"), ("create", "jobs"), ("get", "configmaps"), ("list", "goldenimages")):
+        assert not can(verb, resource, "scoped-team-b"), (verb, resource)
+        assert not can(verb, resource, "kube-system"), (verb, resource)
+    assert not can("list", "secrets", "scoped-team-a")  # by name only, even where it may read
+    assert can("list", "namespaces", "default")  # what kopf needs of the cluster itself
 
 
 def test_the_api_server_accepts_the_rendered_chart(cluster: Cluster, namespace: str) -> None:

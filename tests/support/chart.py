@@ -16,8 +16,11 @@ RELEASE = "goldenimage"
 NAMESPACE = "goldenimage-system"
 
 
-def render(helm: str, *values: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    args = [helm, "template", RELEASE, str(paths.CHART), f"--namespace={namespace}"]
+RBAC = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+
+
+def render(helm: str, *values: str, namespace: str = NAMESPACE, release: str = RELEASE) -> list[dict[str, Any]]:
+    args = [helm, "template", release, str(paths.CHART), f"--namespace={namespace}"]
     for value in values:
         args += ["--set", value]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
@@ -27,7 +30,7 @@ def render(helm: str, *values: str, namespace: str = NAMESPACE) -> list[dict[str
 def operator_kubeconfig(cluster: Cluster, helm: str, directory: Path) -> Path:
     """Install the chart's ServiceAccount and RBAC, and a kubeconfig that authenticates as that
     ServiceAccount: the operator then runs with exactly the permissions the chart grants."""
-    rbac = [d for d in render(helm) if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    rbac = [d for d in render(helm) if d["kind"] in RBAC]
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
     account = next(d["metadata"]["name"] for d in rbac if d["kind"] == "ServiceAccount")
