@@ -85,7 +85,8 @@ def test_secrets_only_as_secret_references() -> None:
         """
     )
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["envFrom"] == [{"secretRef": {"name": "aws-keys"}}]
+    # Under a prefix: the runner then knows every key of the Secret, and masks each value.
+    assert container["envFrom"] == [{"secretRef": {"name": "aws-keys"}, "prefix": "GOLDENIMAGE_SECRET_"}]
     token = next(e for e in container["env"] if e["name"] == "PKR_VAR_rhsm_token")
     assert token == {"name": "PKR_VAR_rhsm_token", "valueFrom": {"secretKeyRef": {"name": "rhsm", "key": "token"}}}
     assert "--sensitive-env=PKR_VAR_rhsm_token" in container["args"]

@@ -10,6 +10,8 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from goldenimage.api.goldenimage import Target, Validation
 from goldenimage.api.result import decode
 from goldenimage.clouds.base import Instance
@@ -85,3 +87,23 @@ def test_a_stop_signal_during_launch_still_terminates_the_instance(tmp_path: Pat
     result = decode((tmp_path / "result").read_text())
     assert result.error_class == "Retryable" and "SIGTERM" in result.message
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
+def test_every_key_of_the_credentials_secret_is_moved_to_its_name_and_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key the runner has no name for (here EXTRA_TOKEN) is a secret all the same."""
+    monkeypatch.setenv("GOLDENIMAGE_SECRET_AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY01")
+    monkeypatch.setenv("GOLDENIMAGE_SECRET_EXTRA_TOKEN", "tok-0123456789-secret")
+    environ = dict(os.environ)
+    moved = main.unwrap_secret_env(environ)
+    assert sorted(moved) == ["AWS_ACCESS_KEY_ID", "EXTRA_TOKEN"]
+    assert environ["EXTRA_TOKEN"] == "tok-0123456789-secret"
+    assert not [n for n in environ if n.startswith("GOLDENIMAGE_SECRET_")]
+    # A validation whose recipe cannot be read reports why, and the value never appears in it.
+    result = tmp_path / "result"
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"targets": "tok-0123456789-secret"}')  # the models' error quotes the input
+    code = main.main(["validate", f"--recipe={recipe}", "--target=a", "--region=r", "--image=i", f"--result={result}"])
+    assert code != 0
+    assert "tok-0123456789-secret" not in result.read_text() + capsys.readouterr().out

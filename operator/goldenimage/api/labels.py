@@ -47,6 +47,10 @@ FINALIZER = f"{GROUP}/finalizer"
 # kopf's own (never needed: no kopf handler runs on deletion), kept apart from the operator's.
 KOPF_FINALIZER = f"{GROUP}/kopf-finalizer"
 
+# A credentials Secret reaches the runner's environment under this prefix: the runner knows every
+# key of it, whatever the Secret holds, takes the prefix off for the tools, and masks each value.
+SECRET_ENV_PREFIX = "GOLDENIMAGE_SECRET_"
+
 
 def for_build(image: str, build: str, version: int) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, IMAGE: image, BUILD: build, VERSION: str(version)}

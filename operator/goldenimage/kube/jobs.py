@@ -58,7 +58,7 @@ def _credentials_env(recipe: GoldenImageSpec, target: Target) -> tuple[str | Non
     if creds is None:
         return None, []
     if creds.secret_ref is not None:
-        return None, [{"secretRef": {"name": creds.secret_ref.name}}]
+        return None, [{"secretRef": {"name": creds.secret_ref.name}, "prefix": labels.SECRET_ENV_PREFIX}]
     return creds.service_account_name, []
 
 

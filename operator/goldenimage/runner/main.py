@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 
+from ..api import labels
 from ..api.result import Result, encode
 from . import build, validate
 from .scrub import Scrubber
@@ -15,12 +17,26 @@ EXIT_CRASHED = 1
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"build": build.run, "validate": validate.run}
 
 
+def unwrap_secret_env(environ: MutableMapping[str, str]) -> list[str]:
+    """Move the credentials Secret's keys to their own names, for Packer and the cloud SDKs;
+    the names moved (all to be masked)."""
+    moved = []
+    for name in [n for n in environ if n.startswith(labels.SECRET_ENV_PREFIX)]:
+        plain = name.removeprefix(labels.SECRET_ENV_PREFIX)
+        if plain:
+            environ[plain] = environ.pop(name)
+            moved.append(plain)
+    return moved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goldenimage-runner", description="Runs inside the operator's Jobs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     build.add_arguments(sub.add_parser("build", help="validate and build a Packer template, report the artifacts"))
     validate.add_arguments(sub.add_parser("validate", help="boot an artifact, run the checks, report them"))
     args = parser.parse_args(argv)
+    # Every key of the credentials Secret is a secret, whether or not the runner knows its name.
+    args.sensitive_env = [*getattr(args, "sensitive_env", []), *unwrap_secret_env(os.environ)]
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:

@@ -25,6 +25,7 @@ from ..clouds.adapters import Adapters
 from ..clouds.base import CloudApi, Instance
 from ..config import Config
 from . import checks
+from .scrub import Scrubber
 from .signals import Stop
 
 EXIT_PASSED, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED, EXIT_TERMINATED = 0, 4, 5, 6, 143
@@ -50,16 +51,23 @@ class _Validation:
 
     args: argparse.Namespace
     stop: Stop
+    scrub: Scrubber
     started: float = field(default_factory=time.monotonic)
     # Set once the recipe's timeout is known; the instance is waited for and checked until then.
     deadline: float = math.inf
 
     def say(self, line: str) -> None:
-        print(f"goldenimage-runner: {line}", flush=True)
+        print(self.scrub(f"goldenimage-runner: {line}"), flush=True)
 
     def finish(self, result: Result, code: int) -> int:
+        checks = [c.model_copy(update={"message": self.scrub(c.message)}) for c in result.checks]
         result = result.model_copy(
-            update={"kind": "validate", "duration_seconds": round(time.monotonic() - self.started, 1)}
+            update={
+                "kind": "validate",
+                "duration_seconds": round(time.monotonic() - self.started, 1),
+                "message": self.scrub(result.message),
+                "checks": checks,
+            }
         )
         self.args.result.write_text(encode(result))
         self.say(f"validation {'passed' if result.ok else 'failed'}: {result.message}")
@@ -75,7 +83,7 @@ class _Validation:
 
 def run(args: argparse.Namespace, cloud: CloudApi | None = None) -> int:
     with Stop() as stop:
-        return _run(_Validation(args, stop), cloud)
+        return _run(_Validation(args, stop, Scrubber.from_env(getattr(args, "sensitive_env", []))), cloud)
 
 
 def _run(run: _Validation, cloud: CloudApi | None) -> int:
