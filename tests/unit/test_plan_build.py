@@ -454,6 +454,27 @@ def test_validation_passes_then_the_build_is_ready() -> None:
     assert condition(done.status) == ("True", "Validated")
 
 
+def test_at_most_eight_validations_of_a_build_run_at_once() -> None:
+    regions = [f"eu-west-{i}" for i in range(1, 13)]
+    first = plan(build(status=ImageBuildStatus(targets=[built(*regions)])), observe(), SETTINGS)
+    started = [a.region for a in first.actions if isinstance(a, CreateValidationJob)]
+    assert started == regions[:8]
+    assert [v.phase for v in first.status.validation] == ["Running"] * 8 + ["Pending"] * 4
+    # Two of them finish: two more start, never more than eight at a time.
+    jobs = {
+        **validation_job("Succeeded", validate_ok(), region="eu-west-1"),
+        **validation_job("Succeeded", validate_ok(), region="eu-west-2"),
+        **{k: v for r in regions[2:8] for k, v in validation_job("Active", region=r).items()},
+    }
+    second = plan(build(status=first.status), observe(jobs=jobs), SETTINGS)
+    assert second.status.validation[0].phase == "Passed"
+    assert sum(v.phase == "Running" for v in second.status.validation) <= 8
+    assert [a.region for a in second.actions if isinstance(a, CreateValidationJob)] == []
+    third = plan(build(status=second.status), observe(jobs=jobs), SETTINGS)
+    assert [a.region for a in third.actions if isinstance(a, CreateValidationJob)] == regions[8:10]
+    assert condition(third.status, "Validated") == ("False", "Validating")
+
+
 def test_artifacts_gone_from_the_cloud_make_the_build_unavailable_until_they_are_back() -> None:
     status = ImageBuildStatus(targets=[built()])
     validated = plan(build(status=status), observe(jobs=validation_job("Succeeded", validate_ok())), SETTINGS)

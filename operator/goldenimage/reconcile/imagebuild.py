@@ -123,6 +123,9 @@ def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tu
     return None
 
 
+# Validations of one build that run at once (each boots an instance): the rest wait their turn.
+VALIDATIONS_AT_ONCE = 8
+
 # Reasons a build can never start; a missing Secret, by contrast, may still appear.
 PERMANENT_BLOCKS = frozenset({"InputsChanged", "MissingInput", "InvalidInputs"})
 
@@ -136,6 +139,7 @@ class _Planner:
         self.status = build.status or ImageBuildStatus()
         self.actions: list[Action] = []
         self.requeue: list[timedelta] = []
+        self.validation_slots = VALIDATIONS_AT_ONCE
         self.blocked: tuple[str, str] | None = None
 
     def plan(self) -> BuildPlan:
@@ -320,6 +324,7 @@ class _Planner:
     def _validation(self, targets: Sequence[TargetStatus]) -> list[ValidationResult]:
         """One validation per artifact, started as soon as its target is built."""
         previous = {(v.target, v.region): v for v in self.status.validation}
+        self.validation_slots = VALIDATIONS_AT_ONCE - sum(v.phase == "Running" for v in self.status.validation)
         recipe_targets = {t.name: t for t in self.build.spec.recipe.targets}
         out = []
         for target in targets:
@@ -353,6 +358,9 @@ class _Planner:
                 return entry.model_copy(
                     update={"phase": "Failed", "finished_at": self.now, "message": "revoked before validation"}
                 )
+            if self.validation_slots <= 0:
+                return entry  # Pending until one of those running finishes
+            self.validation_slots -= 1
             self.actions.append(CreateValidationJob(target.name, entry.region, entry.artifact))
             return entry.model_copy(update={"phase": "Running", "job_name": job, "started_at": self.now})
         entry = entry.model_copy(
