@@ -408,38 +408,57 @@ def _held_pods(cluster: Cluster, ns: str, build: str) -> list[str]:
     return [p["metadata"]["name"] for p in pods if labels.RESULT_FINALIZER in p["metadata"].get("finalizers", [])]
 
 
-def test_a_result_whose_job_was_deleted_before_the_operator_read_it_is_recorded_not_retried(
-    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi
+def _start_operator(stack: Stack, env: dict[str, str]) -> None:
+    stack.start_operator(env)
+    assert stack.operator is not None
+    procs.started([stack.operator.pid])
+
+
+@pytest.mark.parametrize("removed_by", ["user", "ttl"])
+def test_a_result_whose_job_was_removed_before_the_operator_read_it_is_recorded_not_retried(
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi, removed_by: str
 ) -> None:
-    """The operator is down while the build finishes, and the finished Job is deleted (as its TTL
-    or a user would): the Pod, kept by the operator's finalizer, still says what was built."""
-    short = HANGING.replace("sleep 600", "sleep 20")  # time to stop the operator while it builds
-    cluster.kubectl("create", "configmap", "short", "-n", ns, f"--from-literal=main.pkr.hcl={short}")
-    cluster.apply(
-        golden_image(
-            "kept",
-            target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
-            template={"configMapRef": {"name": "short", "key": "main.pkr.hcl"}},
-            build={"maxAttempts": 1},  # a lost result would fail the version
-        ),
-        ns,
-    )
+    """The operator is down while the build finishes, and the finished Job is removed: by a
+    user's `kubectl delete job` (in the background: the Job goes at once), or by its TTL (in the
+    foreground: the Job stays, marked, while its Pod does). The Pod, kept by the operator's
+    finalizer, still says what was built."""
     job = names.build_job("kept-1", "aws", 1)
-    polling.until(lambda: cluster.get_or_none("job", job, ns), timeout=60, what="the build Job")
-    stack.stop_operator()
     try:
+        if removed_by == "ttl":
+            stack.stop_operator()
+            _start_operator(stack, {"GOLDENIMAGE_JOB_TTL_SECONDS": "1"})  # the Jobs it creates carry it
+        short = HANGING.replace("sleep 600", "sleep 20")  # time to stop the operator while it builds
+        cluster.kubectl("create", "configmap", "short", "-n", ns, f"--from-literal=main.pkr.hcl={short}")
+        cluster.apply(
+            golden_image(
+                "kept",
+                target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+                template={"configMapRef": {"name": "short", "key": "main.pkr.hcl"}},
+                build={"maxAttempts": 1},  # a lost result would fail the version
+            ),
+            ns,
+        )
+        polling.until(lambda: cluster.get_or_none("job", job, ns), timeout=60, what="the build Job")
+        stack.stop_operator()
         building = cluster.get("imagebuild", "kept-1", "-n", ns)["status"]["targets"][0]
         assert building["phase"] == "Building", building
 
         def complete() -> bool:
-            conditions = cluster.get("job", job, "-n", ns).get("status", {}).get("conditions", [])
+            found = cluster.get_or_none("job", job, ns) or {}
+            conditions = found.get("status", {}).get("conditions", [])
             return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
 
         polling.until(complete, timeout=300, what="the build Job to complete")
-        cluster.kubectl("delete", "job", job, "-n", ns, "--cascade=background", "--wait=false")
-        polling.until(lambda: cluster.get_or_none("job", job, ns) is None, what="the Job to be gone")
+        if removed_by == "user":
+            cluster.kubectl("delete", "job", job, "-n", ns, "--cascade=background", "--wait=false")
+            polling.until(lambda: cluster.get_or_none("job", job, ns) is None, what="the Job to be gone")
+        else:
+            polling.until(
+                lambda: (cluster.get_or_none("job", job, ns) or {}).get("metadata", {}).get("deletionTimestamp"),
+                what="the TTL controller to delete the Job",
+            )
 
-        # The garbage collector deleted the Pod with its Job; the finalizer keeps it, result and all.
+        # The garbage collector deleted the Pod; the finalizer keeps it, result and all.
         def kept() -> dict[str, Any] | None:
             pods = cluster.get("pods", "-n", ns, "-l", f"job-name={job}")["items"]
             return pods[0] if pods and pods[0]["metadata"].get("deletionTimestamp") else None
@@ -447,11 +466,12 @@ def test_a_result_whose_job_was_deleted_before_the_operator_read_it_is_recorded_
         pod = polling.until(kept, what="the Pod to be marked for deletion")
         assert pod["metadata"]["finalizers"] == [labels.RESULT_FINALIZER]
         assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+        if removed_by == "ttl":  # foreground deletion: the Job waits for its Pod
+            assert cluster.get("job", job, "-n", ns)["metadata"]["deletionTimestamp"]
         assert cluster.get("imagebuild", "kept-1", "-n", ns)["status"]["targets"][0]["phase"] == "Building"
     finally:
-        stack.start_operator({})
-        assert stack.operator is not None
-        procs.started([stack.operator.pid])
+        stack.stop_operator()
+        _start_operator(stack, {})
 
     build = wait_built(cluster, ns, "kept-1")
     (target,) = build["status"]["targets"]
@@ -463,7 +483,9 @@ def test_a_result_whose_job_was_deleted_before_the_operator_read_it_is_recorded_
     assert "RetryScheduled" not in {e["reason"] for e in events}
     jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"]}
     assert names.build_job("kept-1", "aws", 2) not in jobs
-    # Recorded, the Pod is let go and goes; so do the validation Pods once validated.
+    # Recorded, the Pod is let go and goes (and so its Job, when the TTL was removing it); so
+    # are the validation Pods once validated.
     wait_validation(cluster, ns, "kept-1")
     polling.until(lambda: cluster.get_or_none("pod", pod["metadata"]["name"], ns) is None, what="the Pod to go")
+    polling.until(lambda: cluster.get_or_none("job", job, ns) is None, what="the build Job to go")
     polling.until(lambda: _held_pods(cluster, ns, "kept-1") == [], what="no Pod held by the finalizer")
