@@ -223,6 +223,12 @@ class Executor:
         local = self.running.get(uid)
         if meta.get("deletionTimestamp"):
             if local is None:
+                phase = pod.get("status", {}).get("phase", "Pending")
+                if phase in ("Pending", "Running") and uid not in self.finished:
+                    # Marked for deletion with no process here (never started, or lost in a
+                    # restart): like a kubelet, report the container ended before letting it go,
+                    # since a finalizer may keep the Pod and someone read its status.
+                    self._report_exit(pod, exit_code=137, reason="Killed", message="")
                 self._delete_now(pod)
             elif local.kill_at is None:
                 self._terminate(local, meta.get("deletionGracePeriodSeconds", local.grace), reason=None)
@@ -467,8 +473,12 @@ class Executor:
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], body)
 
     def _delete_now(self, pod: Mapping[str, Any]) -> None:
-        """The kubelet's final deletion once the containers are gone."""
+        """The kubelet's final deletion once the containers are gone. A Pod already asked for
+        (grace period 0) and kept by a finalizer goes when its finalizers do: asking again would
+        only repeat, at every resync."""
         meta = pod["metadata"]
+        if meta.get("deletionGracePeriodSeconds") == 0 and meta.get("finalizers"):
+            return
         body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"]))
         self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=body)
 

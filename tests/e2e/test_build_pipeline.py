@@ -16,7 +16,7 @@ from goldenimage.clouds.aws.adapter import AwsApi
 from goldenimage_dev.aws import CREDENTIALS, NEWEST_DEBIAN12
 from goldenimage_dev.stack import Stack
 from support import examples, polling, procs
-from support.builds import kill_runner, wait_built, wait_failed
+from support.builds import kill_runner, wait_built, wait_failed, wait_validation
 from support.cluster import Cluster, condition_of
 from support.ec2 import running_instances
 from support.manifests import golden_image
@@ -288,8 +288,13 @@ def test_deleting_the_pod_mid_build_leaves_no_cloud_resources(
     (pod,) = cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=hang-1")["items"]
     cluster.kubectl("delete", "pod", pod["metadata"]["name"], "-n", ns, "--wait=false")
     failed = wait_failed(cluster, ns, "hang-1")
-    # The Pod went with its termination message; the Job says what happened.
-    assert "the build Pod is gone" in failed["status"]["targets"][0]["message"]
+    # The operator's finalizer kept the Pod until its termination message was read: the runner
+    # says what happened. Then the Pod goes.
+    assert "the build was stopped (SIGTERM)" in failed["status"]["targets"][0]["message"]
+    polling.until(
+        lambda: cluster.get("pods", "-n", ns, "-l", "goldenimage.io/build=hang-1")["items"] == [],
+        what="the build's Pod to go once its result was recorded",
+    )
     assert _nothing_left(aws, identity, groups_before)
 
 
@@ -395,3 +400,92 @@ def test_an_untagged_artifact_is_kept_and_does_not_hold_up_deletion(
         ],
         what="an event saying the AMI was kept",
     )
+
+
+def _held_pods(cluster: Cluster, ns: str, build: str) -> list[str]:
+    """The build's Pods that the operator's result finalizer still keeps."""
+    pods = cluster.get("pods", "-n", ns, "-l", f"{labels.BUILD}={build}")["items"]
+    return [p["metadata"]["name"] for p in pods if labels.RESULT_FINALIZER in p["metadata"].get("finalizers", [])]
+
+
+def _start_operator(stack: Stack, env: dict[str, str]) -> None:
+    stack.start_operator(env)
+    assert stack.operator is not None
+    procs.started([stack.operator.pid])
+
+
+@pytest.mark.parametrize("removed_by", ["user", "ttl"])
+def test_a_result_whose_job_was_removed_before_the_operator_read_it_is_recorded_not_retried(
+    stack: Stack, cluster: Cluster, ns: str, aws: AwsApi, removed_by: str
+) -> None:
+    """The operator is down while the build finishes, and the finished Job is removed: by a
+    user's `kubectl delete job` (in the background: the Job goes at once), or by its TTL (in the
+    foreground: the Job stays, marked, while its Pod does). The Pod, kept by the operator's
+    finalizer, still says what was built."""
+    job = names.build_job("kept-1", "aws", 1)
+    try:
+        if removed_by == "ttl":
+            stack.stop_operator()
+            _start_operator(stack, {"GOLDENIMAGE_JOB_TTL_SECONDS": "1"})  # the Jobs it creates carry it
+        short = HANGING.replace("sleep 600", "sleep 20")  # time to stop the operator while it builds
+        cluster.kubectl("create", "configmap", "short", "-n", ns, f"--from-literal=main.pkr.hcl={short}")
+        cluster.apply(
+            golden_image(
+                "kept",
+                target={"region": "eu-west-1", "source": {"amiId": "ami-0a1b2c3d4e5f60718"}},
+                template={"configMapRef": {"name": "short", "key": "main.pkr.hcl"}},
+                build={"maxAttempts": 1},  # a lost result would fail the version
+            ),
+            ns,
+        )
+        polling.until(lambda: cluster.get_or_none("job", job, ns), timeout=60, what="the build Job")
+        stack.stop_operator()
+        building = cluster.get("imagebuild", "kept-1", "-n", ns)["status"]["targets"][0]
+        assert building["phase"] == "Building", building
+
+        def complete() -> bool:
+            found = cluster.get_or_none("job", job, ns) or {}
+            conditions = found.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+        polling.until(complete, timeout=300, what="the build Job to complete")
+        if removed_by == "user":
+            cluster.kubectl("delete", "job", job, "-n", ns, "--cascade=background", "--wait=false")
+            polling.until(lambda: cluster.get_or_none("job", job, ns) is None, what="the Job to be gone")
+        else:
+            polling.until(
+                lambda: (cluster.get_or_none("job", job, ns) or {}).get("metadata", {}).get("deletionTimestamp"),
+                what="the TTL controller to delete the Job",
+            )
+
+        # The garbage collector deleted the Pod; the finalizer keeps it, result and all.
+        def kept() -> dict[str, Any] | None:
+            pods = cluster.get("pods", "-n", ns, "-l", f"job-name={job}")["items"]
+            return pods[0] if pods and pods[0]["metadata"].get("deletionTimestamp") else None
+
+        pod = polling.until(kept, what="the Pod to be marked for deletion")
+        assert pod["metadata"]["finalizers"] == [labels.RESULT_FINALIZER]
+        assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+        if removed_by == "ttl":  # foreground deletion: the Job waits for its Pod
+            assert cluster.get("job", job, "-n", ns)["metadata"]["deletionTimestamp"]
+        assert cluster.get("imagebuild", "kept-1", "-n", ns)["status"]["targets"][0]["phase"] == "Building"
+    finally:
+        stack.stop_operator()
+        _start_operator(stack, {})
+
+    build = wait_built(cluster, ns, "kept-1")
+    (target,) = build["status"]["targets"]
+    assert (target["attempt"], target["jobName"]) == (1, job)
+    ((region, ami),) = [(a["region"], a["id"]) for a in target["artifacts"]]
+    assert region == "eu-west-1"
+    assert aws.ec2(region).describe_images(ImageIds=[ami])["Images"]
+    events = cluster.get("events", "-n", ns)["items"]
+    assert "RetryScheduled" not in {e["reason"] for e in events}
+    jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", ns)["items"]}
+    assert names.build_job("kept-1", "aws", 2) not in jobs
+    # Recorded, the Pod is let go and goes (and so its Job, when the TTL was removing it); so
+    # are the validation Pods once validated.
+    wait_validation(cluster, ns, "kept-1")
+    polling.until(lambda: cluster.get_or_none("pod", pod["metadata"]["name"], ns) is None, what="the Pod to go")
+    polling.until(lambda: cluster.get_or_none("job", job, ns) is None, what="the build Job to go")
+    polling.until(lambda: _held_pods(cluster, ns, "kept-1") == [], what="no Pod held by the finalizer")

@@ -3,6 +3,7 @@ them as processes, and the garbage collector follows owner references."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -250,3 +251,90 @@ def test_sigkill_after_the_grace_period_takes_every_process_of_the_container(
         polling.until(lambda: not procs.alive(child), timeout=10, what="the container's other process to be killed")
     finally:  # what the executor should have killed, when the test stopped early or it did not
         processes.kill_tagged(CONTAINER_ENV, pod["metadata"]["uid"])
+
+
+# A finalizer such as the operator puts on its Jobs' Pods to keep their results.
+HOLD = "goldenimage.io/result"
+
+
+def _held(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["spec"]["template"]["metadata"]["finalizers"] = [HOLD]
+    return manifest
+
+
+def _release(cluster: Cluster, namespace: str, name: str) -> bool:
+    """Remove HOLD from the pod, whatever other finalizers controllers add or remove meanwhile."""
+    finalizers = cluster.get("pod", name, "-n", namespace)["metadata"].get("finalizers", [])
+    if HOLD not in finalizers:
+        return True
+    at = f"/metadata/finalizers/{finalizers.index(HOLD)}"
+    patch = json.dumps([{"op": "test", "path": at, "value": HOLD}, {"op": "remove", "path": at}])
+    cluster.kubectl("patch", "pod", name, "-n", namespace, "--type=json", "-p", patch)
+    return True
+
+
+def _release_all(cluster: Cluster, namespace: str, job_name: str) -> None:
+    """Let go of what a test that stopped early left held (it would hold up its namespace)."""
+    for pod in pods(cluster, namespace, job_name):
+        with contextlib.suppress(Exception):
+            _release(cluster, namespace, pod["metadata"]["name"])
+
+
+def _marked(cluster: Cluster, namespace: str, job_name: str) -> dict[str, Any] | None:
+    """The Job's pod once it is marked for deletion and its container has ended."""
+    for pod in pods(cluster, namespace, job_name):
+        statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+        if pod["metadata"].get("deletionTimestamp") and "terminated" in statuses[0].get("state", {}):
+            return pod
+    return None
+
+
+def test_a_job_its_ttl_removes_waits_while_a_finalizer_keeps_its_pod_and_result(
+    executor: Cluster, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    code = "import os; open(os.environ['RESULT'], 'w').write('{\"artifact\": \"ami-1\"}')"
+    executor.apply(_held(job("ttl", code, ttlSecondsAfterFinished=0)), namespace)
+    request.addfinalizer(lambda: _release_all(executor, namespace, "ttl"))
+    # The TTL controller deletes the finished Job in the foreground: the Job stays, marked for
+    # deletion and with its conditions, while its pod, also marked, is kept by the finalizer.
+    pod = polling.until(lambda: _marked(executor, namespace, "ttl"), timeout=60, what="the TTL to delete the Job")
+    kept = executor.get("job", "ttl", "-n", namespace)
+    assert kept["metadata"].get("deletionTimestamp") and "foregroundDeletion" in kept["metadata"]["finalizers"]
+    assert condition_of(kept, "Complete")
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (pod["status"]["phase"], json.loads(terminated["message"])) == ("Succeeded", {"artifact": "ami-1"})
+    assert HOLD in pod["metadata"]["finalizers"]
+
+    polling.until(lambda: _release(executor, namespace, pod["metadata"]["name"]), what="the finalizer to go")
+    polling.until(
+        lambda: executor.get_or_none("job", "ttl", namespace) is None and not pods(executor, namespace, "ttl"),
+        timeout=60,
+        what="the Job and its pod to go once released",
+    )
+
+
+def test_a_job_deleted_in_the_background_stops_its_pod_which_a_finalizer_keeps(
+    executor: Cluster, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "def bye(*_):\n"
+        "    open(os.environ['RESULT'], 'w').write('{\"stopped\": true}'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    executor.apply(_held(job("orphaned", code, pod={"terminationGracePeriodSeconds": 30})), namespace)
+    request.addfinalizer(lambda: _release_all(executor, namespace, "orphaned"))
+    _running_pod(executor, namespace, "orphaned")
+    # As `kubectl delete job` does by default: the Job goes at once, the garbage collector deletes
+    # its pod, the executor stops the container, and the finalizer keeps the pod with its status.
+    executor.kubectl("delete", "job", "orphaned", "-n", namespace, "--cascade=background", "--wait=false")
+    pod = polling.until(lambda: _marked(executor, namespace, "orphaned"), timeout=60, what="the pod to be stopped")
+    assert executor.get_or_none("job", "orphaned", namespace) is None
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], json.loads(terminated["message"])) == (143, {"stopped": True})
+    assert HOLD in pod["metadata"]["finalizers"]
+
+    polling.until(lambda: _release(executor, namespace, pod["metadata"]["name"]), what="the finalizer to go")
+    polling.until(lambda: not pods(executor, namespace, "orphaned"), timeout=60, what="the pod to go once released")

@@ -269,7 +269,7 @@ class FakeKube(Kube):
     # -- the Job controller and the kubelet, by hand ----------------------------------------------
 
     def start_pod(self, namespace: str, job_name: str, phase: str = "Running") -> Obj:
-        """The Pod the Job controller makes for a Job, with the Job's template labels."""
+        """The Pod the Job controller makes for a Job, with the Job's template labels and finalizers."""
         job = self._require(JOBS, namespace, job_name)
         template = job.get("spec", {}).get("template", {}).get("metadata", {})
         pod_labels = {**template.get("labels", {}), "job-name": job_name}
@@ -283,7 +283,12 @@ class FakeKube(Kube):
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": f"{job_name}-pod", "labels": pod_labels, "ownerReferences": [owner]},
+            "metadata": {
+                "name": f"{job_name}-pod",
+                "labels": pod_labels,
+                "ownerReferences": [owner],
+                **({"finalizers": list(template["finalizers"])} if template.get("finalizers") else {}),
+            },
             "status": {"phase": phase},
         }
         return self.put(pod, namespace)

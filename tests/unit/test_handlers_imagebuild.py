@@ -5,9 +5,11 @@ and the clean-up while the build is deleted."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from goldenimage.api import labels
 from goldenimage.api.group import API_VERSION
@@ -45,7 +47,8 @@ def build(
     status: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     recipe = {
-        "targets": targets or [EU, US],
+        # A copy: a test may spoil its build's targets.
+        "targets": copy.deepcopy(targets or [EU, US]),
         "provisioners": [{"ansible": {"playbook": {"configMapRef": {"name": "web-baseline", "key": "baseline.yml"}}}}],
     }
     return {
@@ -193,7 +196,8 @@ def test_a_job_the_build_does_not_control_is_no_result_of_it_whatever_its_labels
     job = build_job("web-base-1", "aws-eu", 1)
     # The Job of the name and labels, yet controlled by nobody (as one a tenant made would be).
     c.kube.change(JOBS, NS, job, {"metadata": {"ownerReferences": None}})
-    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-planted")), succeeded=True)
+    # A result that would do, from its Pod too (which carries the build's labels and UID).
+    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-planted"), ("us-east-1", "ami-planted")), succeeded=True)
 
     reconcile(c)
 
@@ -370,3 +374,113 @@ def test_a_build_deleted_without_the_operators_finalizer_is_left_alone() -> None
     assert [r.verb for r in reconcile(c)] == ["GET"]
     assert cloud.calls == []
     assert stored(c)["metadata"]["finalizers"] == ["someone.else/hold"]
+
+
+# -- the result finalizer ------------------------------------------------------------------------
+
+
+def pod_of(job: str) -> str:
+    return f"{job}-pod"
+
+
+def held(c: Cluster, pod: str) -> bool:
+    found = c.kube.stored(PODS, NS, pod)
+    return found is not None and labels.RESULT_FINALIZER in (found["metadata"].get("finalizers") or [])
+
+
+def test_a_result_whose_job_was_deleted_is_recorded_from_its_pod_and_the_pod_let_go_after() -> None:
+    c, _, _ = cluster(build([EU]))
+    reconcile(c)
+    job = build_job("web-base-1", "aws-eu", 1)
+    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-eu"), ("us-east-1", "ami-us")), succeeded=True)
+    assert held(c, pod_of(job))  # the Job's template gave the Pod the finalizer
+    # The Job goes before the operator read it (its TTL ran out, or a user deleted it); the
+    # garbage collector marks the Pod for deletion, and the finalizer keeps it.
+    c.kube.remove(JOBS, NS, job)
+    c.kube.delete_externally(PODS, NS, pod_of(job))
+
+    done = reconcile(c)
+
+    eu = target(c, "aws-eu")
+    assert (eu["phase"], eu["attempt"]) == ("Succeeded", 1)
+    assert eu["artifacts"] == [{"region": "eu-west-1", "id": "ami-eu"}, {"region": "us-east-1", "id": "ami-us"}]
+    assert job not in names(c.kube.stored_all(JOBS))  # not started again
+    assert "RetryScheduled" not in c.kube.reasons()
+    # Let go only after the status that records the artifacts was written; then the Pod goes.
+    writes = [(r.verb, r.path) for r in done if r.verb == "PATCH"]
+    assert writes.index(("PATCH", STATUS)) < writes.index(("PATCH", PODS.path(NS, pod_of(job))))
+    assert c.kube.stored(PODS, NS, pod_of(job)) is None
+
+
+def test_a_pod_is_kept_while_the_status_that_records_its_result_is_not_written() -> None:
+    c, _, _ = cluster(build([EU]))
+    reconcile(c)
+    job = build_job("web-base-1", "aws-eu", 1)
+    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-eu"), ("us-east-1", "ami-us")), succeeded=True)
+    c.kube.remove(JOBS, NS, job)
+    c.kube.fail_next("PATCH", STATUS, ApiException(status=500, reason="etcd timeout"))
+
+    with pytest.raises(ApiException):
+        reconcile(c)
+    assert held(c, pod_of(job))
+    assert target(c, "aws-eu")["phase"] == "Building"
+
+    reconcile(c)
+    assert target(c, "aws-eu")["phase"] == "Succeeded"
+    assert not held(c, pod_of(job))
+
+
+def test_validation_pods_are_let_go_once_validated_and_a_finished_build_lets_go_of_late_ones() -> None:
+    c, _, _ = cluster(build([EU]))
+    reconcile(c)
+    job = build_job("web-base-1", "aws-eu", 1)
+    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-eu"), ("us-east-1", "ami-us")), succeeded=True)
+    reconcile(c)
+    assert not held(c, pod_of(job))
+    passed = Result(kind="validate", ok=True, message="booted")
+    checks = [validation_job("web-base-1", "aws-eu", r, 1) for r in ("eu-west-1", "us-east-1")]
+    c.kube.finish_job(NS, checks[0], passed, succeeded=True)
+    reconcile(c)
+    assert not held(c, pod_of(checks[0]))
+    c.kube.start_pod(NS, checks[1])
+    reconcile(c)
+    assert held(c, pod_of(checks[1]))  # still running: its result is still to come
+    c.kube.finish_job(NS, checks[1], passed, succeeded=True)
+    reconcile(c)
+    assert condition(c, "Ready") == ("True", "Validated")
+    assert not held(c, pod_of(checks[1]))
+
+    # A Pod held after the build finished (a release that failed, say) is still let go.
+    c.kube.change(PODS, NS, pod_of(job), {"metadata": {"finalizers": [labels.RESULT_FINALIZER]}})
+    reconcile(c)
+    assert not held(c, pod_of(job))
+
+
+def test_a_pod_another_build_of_the_name_left_is_let_go_and_never_read() -> None:
+    c, _, _ = cluster(build([EU]))
+    reconcile(c)
+    job = build_job("web-base-1", "aws-eu", 1)
+    c.kube.finish_job(NS, job, built(("eu-west-1", "ami-old"), ("us-east-1", "ami-old")), succeeded=True)
+    c.kube.remove(JOBS, NS, job)
+    pod = pod_of(job)
+    c.kube.change(PODS, NS, pod, {"metadata": {"labels": {labels.BUILD_UID: "an-earlier-build"}}})
+
+    reconcile(c)
+
+    assert "ami-old" not in str(stored(c)["status"])
+    assert not held(c, pod)
+
+
+def test_a_deleted_build_lets_go_of_its_pods_before_its_own_finalizer() -> None:
+    c, _, _ = cluster(build([EU]))
+    reconcile(c)
+    job = build_job("web-base-1", "aws-eu", 1)
+    c.kube.finish_job(NS, job, Result(ok=False, message="boom"), succeeded=False)
+    deleting(c)
+
+    done = reconcile(c)
+
+    assert not held(c, pod_of(job))
+    assert c.kube.stored(IMAGEBUILDS, NS, BUILD) is None
+    patches = [r.path for r in done if r.verb == "PATCH"]
+    assert patches == [PODS.path(NS, pod_of(job)), IMAGEBUILDS.path(NS, BUILD)]

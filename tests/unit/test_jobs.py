@@ -72,8 +72,17 @@ def test_identity_and_ownership() -> None:
     assert owner["kind"] == "ImageBuild" and owner["name"] == "web-base-7" and owner["controller"] is True
     labels = job["metadata"]["labels"]
     assert labels["goldenimage.io/target"] == "aws-eu" and labels["goldenimage.io/attempt"] == "1"
-    assert job["spec"]["template"]["metadata"]["labels"] == labels
+    pod_meta = job["spec"]["template"]["metadata"]
+    # The Pod says whose it is by itself, and stays with its result until the operator read it.
+    assert pod_meta["labels"] == {**labels, "goldenimage.io/build-uid": made_uid(job)}
+    assert pod_meta["finalizers"] == ["goldenimage.io/result"]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "packer-aws"  # workload identity
+
+
+def made_uid(job: dict[str, Any]) -> str:
+    uid: str = job["metadata"]["ownerReferences"][0]["uid"]
+    assert uid
+    return uid
 
 
 def test_secrets_only_as_secret_references() -> None:
@@ -145,6 +154,10 @@ def test_validation_job_of_one_artifact() -> None:
     )
     assert job["metadata"]["labels"]["goldenimage.io/region"] == "us-east-1"
     assert job["metadata"]["labels"]["goldenimage.io/role"] == "validation"
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["goldenimage.io/region"] == "us-east-1"
+    assert pod_labels["goldenimage.io/build-uid"] == made_uid(job)
+    assert job["spec"]["template"]["metadata"]["finalizers"] == ["goldenimage.io/result"]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[0] == "validate" and "--image=ami-0123456789abcdef0" in args and "--region=us-east-1" in args
     instance_tags = json.loads(next(a for a in args if a.startswith("--tags=")).removeprefix("--tags="))

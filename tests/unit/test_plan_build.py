@@ -13,10 +13,10 @@ import pytest
 from goldenimage.api import labels, names
 from goldenimage.api.conditions import find
 from goldenimage.api.imagebuild import Artifact as Recorded
-from goldenimage.api.imagebuild import ImageBuildStatus, TargetStatus
+from goldenimage.api.imagebuild import ImageBuildStatus, TargetStatus, ValidationResult
 from goldenimage.api.labels import FINALIZER
 from goldenimage.api.resources import ImageBuild
-from goldenimage.api.result import CheckOutcome, ReportedArtifact, Result
+from goldenimage.api.result import CheckOutcome, ReportedArtifact, Result, encode
 from goldenimage.clouds import registry
 from goldenimage.clouds.gcp.kind import Gcp
 from goldenimage.packer.inputs import digest
@@ -28,10 +28,11 @@ from goldenimage.reconcile.actions import (
     DeleteJob,
     DeprecateArtifacts,
     Emit,
+    ReleasePods,
     SweepAttempt,
 )
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
-from goldenimage.reconcile.outcomes import JobOutcome
+from goldenimage.reconcile.outcomes import JobOutcome, observe_pods
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SETTINGS = BuildSettings(retry_base=timedelta(seconds=30), retry_cap=timedelta(minutes=5))
@@ -569,3 +570,126 @@ def test_revoking_a_build_mid_way_stops_it_and_deprecates_what_was_built() -> No
     assert DeprecateArtifacts((("aws-eu", "eu-west-1", "ami-eu-west-1"),), "CVE-2026-1234") in actions
     # The artifact built before the revocation is not validated: its validation fails.
     assert [(v.target, v.region, v.phase) for v in result.status.validation] == [("aws-eu", "eu-west-1", "Failed")]
+
+
+# -- the result finalizer: Pods are let go once the status records what they reported ---------
+
+
+def released(actions: tuple[object, ...]) -> list[tuple[str, ...]]:
+    return [a.pods for a in actions if isinstance(a, ReleasePods)]
+
+
+def test_a_pod_is_let_go_after_the_status_recorded_its_result_and_only_once() -> None:
+    pod = names.build_job("web-base-7", "aws-eu", 1) + "-x7k2p"
+    outcome = job("Succeeded", result=ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2")), held=(pod,))
+    result = plan(build(status=ImageBuildStatus(targets=[building()])), observe(jobs=outcome), SETTINGS)
+    assert result.status.targets[0].phase == "Succeeded"
+    assert released(result.actions) == [(pod,)]
+    # Carried out only once the status that records the artifacts is written.
+    assert ReleasePods.after_status is True
+    # Once let go (the Pod no longer held), nothing more to release.
+    (name,) = outcome
+    again = {name: replace(outcome[name], held=())}
+    assert released(plan(build(status=result.status), observe(jobs=again), SETTINGS).actions) == []
+
+
+def test_a_running_pod_is_held_and_a_failed_attempt_is_let_go_as_it_is_retried() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    running = plan(build(status=status), observe(jobs=job("Active", held=("p1",))), SETTINGS)
+    assert released(running.actions) == []
+    failed_ = plan(build(status=status), observe(jobs=job("Failed", result=failed("boom"), held=("p1",))), SETTINGS)
+    assert failed_.status.targets[0].attempt == 2
+    assert released(failed_.actions) == [("p1",)]
+
+
+def test_pods_of_attempts_no_longer_wanted_are_let_go() -> None:
+    # An earlier attempt, whose outcome the status moved past.
+    status = ImageBuildStatus(targets=[building(2)])
+    outcomes = {**job("Active", 2, held=("p2",)), **job("Failed", 1, held=("p1",))}
+    assert released(plan(build(status=status), observe(jobs=outcomes), SETTINGS).actions) == [("p1",)]
+    # A revoked build: its running Job is deleted and its Pod let go.
+    revoked = plan(build(status=status, revoked="CVE-1"), observe(jobs=job("Active", 2, held=("p2",))), SETTINGS)
+    assert released(revoked.actions) == [("p2",)]
+    # Pods left by an earlier build of the name are let go, never read.
+    stray = plan(build(status=status), observe(jobs=job("Active", 2), stray_pods=("old",)), SETTINGS)
+    assert released(stray.actions) == [("old",)]
+
+
+def test_a_validation_pod_is_held_until_its_result_is_recorded() -> None:
+    status = ImageBuildStatus(targets=[built()])
+    running = plan(build(status=status), observe(jobs=validation_job("Active", held=("v",))), SETTINGS)
+    assert released(running.actions) == []
+    done = plan(
+        build(status=running.status), observe(jobs=validation_job("Succeeded", validate_ok(), held=("v",))), SETTINGS
+    )
+    assert [v.phase for v in done.status.validation] == ["Passed"]
+    assert released(done.actions) == [("v",)]
+
+
+def pod_of_a_gone_job(phase: str, result: Result | None, *, region: str = "") -> dict[str, Any]:
+    """A Pod whose Job the TTL controller or a user deleted: kept by the result finalizer,
+    marked for deletion, with the labels the Job's template gave it."""
+    role = labels.ROLE_VALIDATION if region else labels.ROLE_BUILD
+    pod_labels = {
+        **labels.for_job("web-base", "web-base-7", 7, "aws-eu", 1, role),
+        labels.BUILD_UID: "1a2b3c4d-0000",
+        **({labels.REGION: region} if region else {}),
+    }
+    terminated: dict[str, Any] = {"exitCode": 0 if phase == "Succeeded" else 1, "finishedAt": "2026-11-21T11:58:00Z"}
+    if result is not None:
+        terminated["message"] = encode(result)
+    return {
+        "metadata": {
+            "name": "web-base-7-pod",
+            "labels": pod_labels,
+            "finalizers": [labels.RESULT_FINALIZER],
+            "deletionTimestamp": "2026-11-21T11:59:00Z",
+            "creationTimestamp": "2026-11-21T11:00:00Z",
+        },
+        "status": {"phase": phase, "containerStatuses": [{"name": "runner", "state": {"terminated": terminated}}]},
+    }
+
+
+def test_the_pod_of_a_gone_job_stands_in_for_it_no_retry() -> None:
+    status = ImageBuildStatus(targets=[building()])
+    pod = pod_of_a_gone_job("Succeeded", ok(("eu-west-1", "ami-1"), ("us-east-1", "ami-2")))
+    outcome = observe_pods([pod])
+    assert outcome.name == names.build_job("web-base-7", "aws-eu", 1)  # named as its Job was
+    result = plan(build(status=status), observe(jobs={outcome.name: outcome}), SETTINGS)
+    (target,) = result.status.targets
+    assert (target.phase, target.attempt) == ("Succeeded", 1)
+    assert [(a.region, a.id) for a in target.artifacts] == [("eu-west-1", "ami-1"), ("us-east-1", "ami-2")]
+    assert target.finished_at == datetime(2026, 11, 21, 11, 58, tzinfo=UTC)
+    assert not any(isinstance(a, (CreateJob, SweepAttempt)) for a in result.actions)
+    assert released(result.actions) == [("web-base-7-pod",)]
+    # Without the Pod, the same status would have burnt the attempt.
+    assert plan(build(status=status), observe(), SETTINGS).status.targets[0].attempt == 2
+
+
+def test_the_pod_of_a_gone_validation_job_records_the_validation() -> None:
+    status = ImageBuildStatus(
+        targets=[built()],
+        validation=[
+            ValidationResult(
+                target="aws-eu",
+                region="eu-west-1",
+                artifact="ami-eu-west-1",
+                phase="Running",
+                job_name=names.validation_job("web-base-7", "aws-eu", "eu-west-1", 1),
+            )
+        ],
+    )
+    outcome = observe_pods([pod_of_a_gone_job("Succeeded", validate_ok(), region="eu-west-1")])
+    result = plan(build(status=status), observe(jobs={outcome.name: outcome}), SETTINGS)
+    assert [v.phase for v in result.status.validation] == ["Passed"]
+    assert released(result.actions) == [("web-base-7-pod",)]
+
+
+def test_a_pod_still_stopping_after_its_job_went_is_waited_for() -> None:
+    pod = pod_of_a_gone_job("Running", None)
+    pod["status"]["containerStatuses"] = [{"name": "runner", "state": {"running": {}}}]
+    outcome = observe_pods([pod])
+    assert outcome.state == "Active"
+    result = plan(build(status=ImageBuildStatus(targets=[building()])), observe(jobs={outcome.name: outcome}), SETTINGS)
+    assert (result.status.targets[0].phase, result.status.targets[0].attempt) == ("Building", 1)
+    assert released(result.actions) == []

@@ -18,6 +18,9 @@ TARGET = f"{GROUP}/target"
 ATTEMPT = f"{GROUP}/attempt"
 ROLE = f"{GROUP}/role"
 REGION = f"{GROUP}/region"
+# On build and validation Pods: the UID of the ImageBuild they work for, which proves whose Pod it
+# is once its Job is gone (a name may be taken again by a later build).
+BUILD_UID = f"{GROUP}/build-uid"
 
 # Tag keys that exist only in clouds.
 BUILD_ID = f"{GROUP}/build-id"
@@ -44,6 +47,9 @@ SKIP_CLEANUP = f"{GROUP}/skip-cleanup"
 KOPF_PREFIX = GROUP
 
 FINALIZER = f"{GROUP}/finalizer"
+# On build and validation Pods: keeps a finished Pod, and the result in its termination message,
+# until the build's status records it (a Job's TTL or a deleted Job would otherwise take it).
+RESULT_FINALIZER = f"{GROUP}/result"
 # kopf's own (never needed: no kopf handler runs on deletion), kept apart from the operator's.
 KOPF_FINALIZER = f"{GROUP}/kopf-finalizer"
 

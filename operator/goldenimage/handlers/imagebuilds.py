@@ -25,7 +25,7 @@ from ..kube.client import CONFIGMAPS, IMAGEBUILDS, SECRETS, SERVICEACCOUNTS, con
 from ..packer.render import Settings
 from ..reconcile import deletion
 from ..reconcile import imagebuild as planner
-from ..reconcile.outcomes import observe
+from ..reconcile.outcomes import held, job_name, observe, observe_pods
 from ..reconcile.usable import references
 from . import inputs, objects
 from .context import GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL, Operator, current, log
@@ -56,7 +56,9 @@ async def reconcile(op: Operator, namespace: str, name: str) -> None:
         await delete(op, body, build, "")
         return
     check = _artifacts_due(op, build)
-    if terminal(build) and not check:
+    # A finished build is planned again while the result finalizer holds any of its Pods: that
+    # plan lets them go.
+    if terminal(build) and not check and not held(op.cache.pods(namespace, name)):
         return
     observed = await gather(op, build, check_artifacts=check)
     settings = planner.BuildSettings(
@@ -112,11 +114,29 @@ async def gather(op: Operator, build: ImageBuild, *, check_artifacts: bool = Fal
     pods_by_job: dict[str, list[Any]] = defaultdict(list)
     for pod in op.cache.pods(namespace, name):
         pods_by_job[controller_uid(pod) or ""].append(pod)
-    outcomes = {
-        j["metadata"]["name"]: observe(j, pods_by_job[j["metadata"].get("uid") or "-"])
-        for j in op.cache.jobs(namespace, name)
-        if controller_uid(j) == build.metadata.uid
-    }
+    jobs = op.cache.jobs(namespace, name)
+    ours = [j for j in jobs if controller_uid(j) == build.metadata.uid]
+    outcomes = {j["metadata"]["name"]: observe(j, pods_by_job[j["metadata"].get("uid") or "-"]) for j in ours}
+    # Pods whose Job is gone (its TTL ran out, someone deleted it): the result finalizer kept
+    # them, and their labels say which attempt they ran, so they stand in for their Job. Those of
+    # another build (an earlier one of the name), of a Job that is not this build's, or of a Job
+    # there is again, are only let go.
+    read = {j["metadata"].get("uid") for j in ours}
+    existing = {j["metadata"].get("uid") for j in jobs}
+    orphans: dict[str, list[Any]] = defaultdict(list)
+    stray: list[str] = []
+    for owner, pods in pods_by_job.items():
+        for pod in pods if owner not in read else ():
+            mine = (pod["metadata"].get("labels") or {}).get(labels.BUILD_UID) == build.metadata.uid
+            if mine and owner not in existing:
+                orphans[job_name(pod)].append(pod)
+            else:
+                stray += held([pod])
+    for job, pods in orphans.items():
+        if job in outcomes:
+            stray += held(pods)
+        else:
+            outcomes[job] = observe_pods(pods)
     config_map = await op.kube.get(CONFIGMAPS, namespace, inputs_name(name))
     contents: dict[str, str] | None = None
     if config_map is None:
@@ -129,6 +149,7 @@ async def gather(op: Operator, build: ImageBuild, *, check_artifacts: bool = Fal
         missing_service_accounts=await _missing_service_accounts(op, build),
         jobs=outcomes,
         missing=await _missing(op, build) if check_artifacts else None,
+        stray_pods=sorted(stray),
     )
 
 
@@ -185,6 +206,7 @@ async def delete(op: Operator, body: dict[str, Any], build: ImageBuild | None, i
             for p in op.cache.pods(namespace, name)
             if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
         ],
+        held_pods=held(op.cache.pods(namespace, name)),
         referrers=sorted(c["metadata"]["name"] for c in op.cache.channels(namespace) if name in references(c, image)),
         skip_cleanup=meta.get("annotations", {}).get(labels.SKIP_CLEANUP) == "true",
         invalid=invalid,

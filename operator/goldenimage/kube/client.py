@@ -203,6 +203,33 @@ class Kube:
         )
         return patched
 
+    async def remove_finalizer(self, kind: Kind, namespace: str, name: str, finalizer: str) -> None:
+        """Remove `finalizer` from the object, leaving the others (which their controllers add and
+        remove meanwhile) as they are: conditional on the version read, tried again on conflict.
+        An object already without it, or gone, is done."""
+        for _ in range(5):
+            found = await self.get(kind, namespace, name)
+            if found is None:
+                return
+            meta = found["metadata"]
+            finalizers = meta.get("finalizers") or []
+            if finalizer not in finalizers:
+                return
+            patch = {
+                "metadata": {
+                    "finalizers": [f for f in finalizers if f != finalizer],
+                    "resourceVersion": meta["resourceVersion"],
+                }
+            }
+            try:
+                await self.merge_patch(kind, namespace, name, patch)
+                return
+            except GoneError:
+                return
+            except ConflictError:
+                continue
+        raise ConflictError(f"{kind.kind} {name} kept changing while its finalizer was removed")
+
     async def write_status(
         self,
         kind: Kind,

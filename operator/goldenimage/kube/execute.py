@@ -24,7 +24,7 @@ from ..clouds.base import CloudApi, PublishScope
 from ..config import Config
 from ..reconcile import actions as a
 from . import jobs, objects
-from .client import CONFIGMAPS, IMAGEBUILDS, JOBS, Kind, Kube
+from .client import CONFIGMAPS, IMAGEBUILDS, JOBS, PODS, Kind, Kube
 from .credentials import CloudAccess
 from .ledger import PublicationLedger
 
@@ -155,6 +155,9 @@ class Executor:
                 await self.kube.create(JOBS, namespace, job)
             case a.DeleteJob(name=name):
                 await self.kube.delete(JOBS, namespace, name)
+            case a.ReleasePods(pods=pods):
+                for pod in pods:
+                    await self.kube.remove_finalizer(PODS, namespace, pod, labels.RESULT_FINALIZER)
             case a.AddFinalizer():
                 await self._finalizers(run, [*run.meta.finalizers, labels.FINALIZER])
             case a.RemoveFinalizer():

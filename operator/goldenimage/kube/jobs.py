@@ -153,7 +153,13 @@ def _runner_job(
             "completions": 1,
             "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": int(config.job_ttl.total_seconds()),
-            "template": {"metadata": {"labels": job_labels}, "spec": _pod_spec(build, target, args, env, config)},
+            "template": {
+                "metadata": {
+                    "labels": {**job_labels, labels.BUILD_UID: meta.uid or ""},
+                    "finalizers": [labels.RESULT_FINALIZER],
+                },
+                "spec": _pod_spec(build, target, args, env, config),
+            },
         },
     }
 

@@ -101,6 +101,16 @@ class DeleteJob(Action):
 
 
 @dataclass(frozen=True)
+class ReleasePods(Action):
+    """Remove the operator's result finalizer from these Pods of the build: the status now records
+    what they reported, or nothing they could report is wanted any more. After the status, so
+    that a result is never let go before it is recorded."""
+
+    after_status: ClassVar[bool] = True
+    pods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SweepAttempt(Action):
     """Delete what a failed attempt left in the cloud (Packer cleans up after SIGTERM, not after
     SIGKILL or an evicted node)."""
@@ -133,6 +143,14 @@ class DeleteArtifacts(Action):
 
     target: str
     recorded: tuple[tuple[str, str], ...]  # (region, id)
+
+
+@dataclass(frozen=True)
+class ReleaseBuildPods(ReleasePods):
+    """Release every Pod of a build being deleted, before its own finalizer goes: once the build
+    is gone, nothing would release them."""
+
+    after_status: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Planning an ImageBuild's deletion (pure): stop its Jobs, sweep what its builds left, apply the
+"""Planning an ImageBuild's deletion (pure): stop its Jobs, release its Pods, sweep what its builds left, apply the
 deletion policy to its artifacts unless a channel still refers to the version, then let it go."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Literal
 from ..api import labels
 from ..api.resources import ImageBuild
 from ..clouds import registry
-from .actions import Action, DeleteArtifacts, DeleteJob, Emit, RemoveFinalizer, SweepBuild
+from .actions import Action, DeleteArtifacts, DeleteJob, Emit, ReleaseBuildPods, RemoveFinalizer, SweepBuild
 
 # How often to look again while the build's Pods stop (Packer cleans up after SIGTERM).
 POD_WAIT = timedelta(seconds=3)
@@ -21,6 +21,7 @@ POD_WAIT = timedelta(seconds=3)
 class DeletionObservation:
     jobs: Sequence[str] = ()  # the build's Jobs that still exist
     running_pods: Sequence[str] = ()  # its Pods that have not stopped yet
+    held_pods: Sequence[str] = ()  # its Pods that the operator's result finalizer keeps
     referrers: Sequence[str] = ()  # channels that point at the build, pointed at it, or are pinned to it
     skip_cleanup: bool = False  # a user gave up on the clean-up
     invalid: str = ""  # why the models refuse the object: nothing of it can be trusted then
@@ -43,6 +44,9 @@ def policy(build: ImageBuild) -> Literal["Retain", "Delete"]:
 def plan(build: ImageBuild | None, observed: DeletionObservation) -> DeletionPlan:
     """`build` is None when the models refuse the object (observed.invalid says why)."""
     actions: list[Action] = [DeleteJob(job) for job in observed.jobs]
+    if observed.held_pods:
+        # Whatever they reported is no longer wanted; a Pod still running stops as its Job goes.
+        actions.append(ReleaseBuildPods(tuple(observed.held_pods)))
     if observed.skip_cleanup:
         message = f"{labels.SKIP_CLEANUP} is set: cloud resources are kept"
         return DeletionPlan((*actions, Emit("Warning", "CleanupSkipped", message), RemoveFinalizer()), None)

@@ -35,6 +35,7 @@ from .actions import (
     DeleteJob,
     DeprecateArtifacts,
     Emit,
+    ReleasePods,
     SweepAttempt,
 )
 from .outcomes import JobOutcome
@@ -55,6 +56,9 @@ class BuildObservation:
     # Recorded artifacts found gone from their cloud, as (region, id); None when not checked in
     # this pass (what the status says stands).
     missing: frozenset[tuple[str, str]] | None = None
+    # Pods labelled with the build's name that the result finalizer holds but that are not this
+    # build's (left by an earlier build of the name): nothing reads them, so they are released.
+    stray_pods: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,16 @@ def _inputs_problem(build: ImageBuild, contents: Mapping[str, str] | None) -> tu
 # Validations of one build that run at once (each boots an instance): the rest wait their turn.
 VALIDATIONS_AT_ONCE = 8
 
+
+def _settled(outcome: JobOutcome, targets: Mapping[str, TargetStatus], open_: set[tuple[str, str]]) -> bool:
+    """Whether a status with these targets and open validations has recorded what the Job could
+    report, or moved past it (a later attempt, a target that ended, a target not built at all)."""
+    if outcome.role == labels.ROLE_VALIDATION:
+        return (outcome.target, outcome.region) not in open_
+    target = targets.get(outcome.target)
+    return target is None or target.phase in ("Succeeded", "Failed") or outcome.attempt < target.attempt
+
+
 # Reasons a build can never start; a missing Secret, by contrast, may still appear.
 PERMANENT_BLOCKS = frozenset({"InputsChanged", "MissingInput", "InvalidInputs"})
 
@@ -156,6 +170,7 @@ class _Planner:
         targets = [self._target(t, previous.get(t.name)) for t in self.build.spec.recipe.targets]
         validation = self._validation(targets)
         self._revocation(targets)
+        self._release(targets, validation)
         missing = self._missing(targets)
         conditions = self._conditions(targets, validation, missing)
         status = self.status.model_copy(
@@ -318,6 +333,17 @@ class _Planner:
                 "message": f"attempt {attempt} failed: {message}",
             }
         )
+
+    def _release(self, targets: Sequence[TargetStatus], validation: Sequence[ValidationResult]) -> None:
+        """Let go of the Pods whose outcome the new status no longer waits for."""
+        by_name = {t.name: t for t in targets}
+        open_ = {(v.target, v.region) for v in validation if v.phase not in ("Passed", "Failed")}
+        pods = set(self.observed.stray_pods)
+        for outcome in self.observed.jobs.values():
+            if outcome.held and _settled(outcome, by_name, open_):
+                pods.update(outcome.held)
+        if pods:
+            self.actions.append(ReleasePods(tuple(sorted(pods))))
 
     # -- validation ----------------------------------------------------------------------
 

@@ -4,11 +4,11 @@ termination message (pure: reads Job and Pod objects as dicts)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from ..api import labels
+from ..api import labels, names
 from ..api.result import Result, ResultError, decode
 
 # Pod waiting reasons that no amount of waiting fixes: the spec refers to something missing.
@@ -31,6 +31,9 @@ class JobOutcome:
     # When the Job started (or was created): a status that lost its own start time takes this.
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Its Pods that the operator's result finalizer still holds: released once the status
+    # records the outcome (or nobody wants it any more).
+    held: tuple[str, ...] = ()
 
     def is_for(self, role: str, target: str, attempt: int, region: str = "") -> bool:
         """Whether the Job's labels say it is this one: a name alone proves nothing."""
@@ -43,6 +46,35 @@ def _time(value: str | None) -> datetime | None:
 
 def _terminated(pod: Mapping[str, Any]) -> bool:
     return any("terminated" in s.get("state", {}) for s in pod.get("status", {}).get("containerStatuses", []))
+
+
+def held(pods: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The names of those Pods that the operator's result finalizer keeps."""
+    return tuple(
+        sorted(
+            p["metadata"]["name"] for p in pods if labels.RESULT_FINALIZER in (p["metadata"].get("finalizers") or [])
+        )
+    )
+
+
+def _result(pods: Sequence[Mapping[str, Any]], state: str, problem: str) -> tuple[Result | None, str, str]:
+    """(result, problem, stuck) from the Pods' container statuses."""
+    result: Result | None = None
+    stuck = ""
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            waiting = status.get("state", {}).get("waiting")
+            if waiting and waiting.get("reason") in STUCK_REASONS:
+                stuck = f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+            terminated = status.get("state", {}).get("terminated")
+            if terminated:
+                try:
+                    result = decode(terminated.get("message"))
+                except ResultError as exc:
+                    if state != "Active":
+                        exit_code = terminated.get("exitCode")
+                        problem = f"{problem + '; ' if problem else ''}exit code {exit_code}: {exc}"
+    return result, problem, stuck
 
 
 def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
@@ -67,21 +99,7 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
         else:
             problem = failed.get("message") or failed.get("reason") or "the Job failed"
 
-    result: Result | None = None
-    stuck = ""
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
-        for status in pod.get("status", {}).get("containerStatuses", []):
-            waiting = status.get("state", {}).get("waiting")
-            if waiting and waiting.get("reason") in STUCK_REASONS:
-                stuck = f"{waiting['reason']}: {waiting.get('message', '')}".strip()
-            terminated = status.get("state", {}).get("terminated")
-            if terminated:
-                try:
-                    result = decode(terminated.get("message"))
-                except ResultError as exc:
-                    if state != "Active":
-                        exit_code = terminated.get("exitCode")
-                        problem = f"{problem + '; ' if problem else ''}exit code {exit_code}: {exc}"
+    result, problem, stuck = _result(pods, state, problem)
     if state == "Failed" and result is None and not any(_terminated(p) for p in pods):
         problem = f"{problem}: the build Pod is gone (deleted or evicted) and left no result"
     return JobOutcome(
@@ -96,4 +114,63 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
         stuck=stuck if state == "Active" else "",
         started_at=_time(job.get("status", {}).get("startTime")) or _time(meta.get("creationTimestamp")),
         finished_at=finished,
+        held=held(pods),
     )
+
+
+def job_name(pod: Mapping[str, Any]) -> str:
+    """The name of the Job that made the Pod: the Job controller labels its Pods with it; else the
+    name the operator gives the Job of the attempt the Pod's labels name."""
+    pod_labels = pod["metadata"].get("labels") or {}
+    given = pod_labels.get("batch.kubernetes.io/job-name") or pod_labels.get("job-name")
+    if given:
+        return str(given)
+    build, target = pod_labels.get(labels.BUILD, ""), pod_labels.get(labels.TARGET, "")
+    attempt = int(pod_labels.get(labels.ATTEMPT, "0") or 0)
+    if pod_labels.get(labels.ROLE) == labels.ROLE_VALIDATION:
+        return names.validation_job(build, target, pod_labels.get(labels.REGION, ""), attempt)
+    return names.build_job(build, target, attempt)
+
+
+def observe_pod(pod: Mapping[str, Any]) -> JobOutcome:
+    """The outcome of a Job that is gone, from the Pod it left (kept by the result finalizer): the
+    Pod's labels say which attempt it ran, its phase how it ended, its termination message what
+    it reported. A Pod still running is Active: deleted with its Job, it stops soon, and its
+    result (if any) is read then."""
+    meta = pod["metadata"]
+    pod_labels = meta.get("labels") or {}
+    phase = pod.get("status", {}).get("phase")
+    state: Literal["Active", "Succeeded", "Failed"] = (
+        "Succeeded" if phase == "Succeeded" else "Failed" if phase == "Failed" else "Active"
+    )
+    result, problem, stuck = _result([pod], state, "")
+    if state == "Failed" and result is None:
+        reason = pod.get("status", {}).get("message") or pod.get("status", {}).get("reason") or "the Pod failed"
+        problem = f"{reason}{'; ' + problem if problem else ''} (its Job is gone)"
+    ended = [
+        _time(s["state"]["terminated"].get("finishedAt"))
+        for s in pod.get("status", {}).get("containerStatuses", [])
+        if "terminated" in s.get("state", {})
+    ]
+    return JobOutcome(
+        name=job_name(pod),
+        target=pod_labels.get(labels.TARGET, ""),
+        attempt=int(pod_labels.get(labels.ATTEMPT, "0") or 0),
+        state=state,
+        role=pod_labels.get(labels.ROLE, "build"),
+        region=pod_labels.get(labels.REGION, ""),
+        result=result,
+        problem=problem,
+        stuck=stuck if state == "Active" else "",
+        started_at=_time(pod.get("status", {}).get("startTime")) or _time(meta.get("creationTimestamp")),
+        finished_at=next((t for t in ended if t is not None), None) if state != "Active" else None,
+        held=held([pod]),
+    )
+
+
+def observe_pods(pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
+    """The outcome of a gone Job from the Pods it left: the newest that ended (else the newest),
+    holding all of them, so that they are all let go together."""
+    ordered = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+    ended = [p for p in ordered if _terminated(p)]
+    return replace(observe_pod((ended or ordered)[-1]), held=held(pods))
