@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from goldenimage.api.result import MAX_BYTES, ReportedArtifact, Result, ResultError, decode, encode
+from goldenimage.reconcile import outcomes
 from goldenimage.reconcile.outcomes import observe
 
 
@@ -98,3 +99,17 @@ def test_observe_reads_when_the_job_started() -> None:
     assert observe(job, []).started_at == datetime(2026, 1, 1, tzinfo=UTC)
     job["status"]["startTime"] = "2026-01-01T00:00:05Z"
     assert observe(job, []).started_at == datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+
+def test_a_pod_whose_labels_are_not_ours_to_read_is_no_attempt() -> None:
+    """Anyone who may create Pods can label one like ours: a label that is no number names no
+    attempt, and nothing raises."""
+    pod = {
+        "metadata": {
+            "name": "p",
+            "labels": {"goldenimage.io/attempt": "x'; drop", "goldenimage.io/target": "aws-eu"},
+        },
+        "status": {"phase": "Succeeded"},
+    }
+    found = outcomes.observe_pod(pod)
+    assert found.attempt == 0 and not found.is_for("build", "aws-eu", 1)

@@ -118,6 +118,13 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
     )
 
 
+def _attempt(pod_labels: Mapping[str, str]) -> int:
+    """The attempt a Pod's label names; 0 (no attempt of ours) when it is not a number: anyone who
+    may create Pods can write the label."""
+    value = str(pod_labels.get(labels.ATTEMPT, ""))
+    return int(value) if value.isdigit() and len(value) <= 6 else 0
+
+
 def job_name(pod: Mapping[str, Any]) -> str:
     """The name of the Job that made the Pod: the Job controller labels its Pods with it; else the
     name the operator gives the Job of the attempt the Pod's labels name."""
@@ -126,7 +133,7 @@ def job_name(pod: Mapping[str, Any]) -> str:
     if given:
         return str(given)
     build, target = pod_labels.get(labels.BUILD, ""), pod_labels.get(labels.TARGET, "")
-    attempt = int(pod_labels.get(labels.ATTEMPT, "0") or 0)
+    attempt = _attempt(pod_labels)
     if pod_labels.get(labels.ROLE) == labels.ROLE_VALIDATION:
         return names.validation_job(build, target, pod_labels.get(labels.REGION, ""), attempt)
     return names.build_job(build, target, attempt)
@@ -155,7 +162,7 @@ def observe_pod(pod: Mapping[str, Any]) -> JobOutcome:
     return JobOutcome(
         name=job_name(pod),
         target=pod_labels.get(labels.TARGET, ""),
-        attempt=int(pod_labels.get(labels.ATTEMPT, "0") or 0),
+        attempt=_attempt(pod_labels),
         state=state,
         role=pod_labels.get(labels.ROLE, "build"),
         region=pod_labels.get(labels.REGION, ""),
