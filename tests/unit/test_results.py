@@ -113,3 +113,5 @@ def test_a_pod_whose_labels_are_not_ours_to_read_is_no_attempt() -> None:
     }
     found = outcomes.observe_pod(pod)
     assert found.attempt == 0 and not found.is_for("build", "aws-eu", 1)
+    job = {"metadata": {"name": "j", "labels": pod["metadata"]["labels"]}, "status": {}}
+    assert observe(job, []).attempt == 0

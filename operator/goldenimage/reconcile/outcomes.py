@@ -105,7 +105,7 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
     return JobOutcome(
         name=meta["name"],
         target=job_labels.get(labels.TARGET, ""),
-        attempt=int(job_labels.get(labels.ATTEMPT, "0") or 0),
+        attempt=_attempt(job_labels),
         state=state,
         role=job_labels.get(labels.ROLE, "build"),
         region=job_labels.get(labels.REGION, ""),
