@@ -3,7 +3,9 @@ everything it creates in a cloud."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import names
 from .resources import ImageBuild
@@ -29,3 +31,10 @@ class BuildIdentity:
             uid=meta.uid or "",
             build_id=names.build_id(meta.name, meta.uid or ""),
         )
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The UID of the object's controlling owner, if any: a label is no proof of whose object it
+    is, a controller reference set by the API's owner is."""
+    owners = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((o.get("uid") for o in owners if o.get("controller")), None)

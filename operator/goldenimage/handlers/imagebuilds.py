@@ -21,11 +21,11 @@ from ..api.messages import summary
 from ..api.names import inputs as inputs_name
 from ..api.resources import ImageBuild
 from ..api.types import CloudName
-from ..kube.client import CONFIGMAPS, IMAGEBUILDS, SECRETS, SERVICEACCOUNTS, controller_uid
+from ..kube.client import CONFIGMAPS, IMAGEBUILDS, SECRETS, SERVICEACCOUNTS
 from ..packer.render import Settings
 from ..reconcile import deletion
 from ..reconcile import imagebuild as planner
-from ..reconcile.outcomes import held, job_name, observe, observe_pods
+from ..reconcile.outcomes import held, of_build
 from ..reconcile.usable import references
 from . import inputs, objects
 from .context import GOLDENIMAGE, IMAGEBUILD, IMAGECHANNEL, Operator, current, log
@@ -109,34 +109,7 @@ async def _missing(op: Operator, build: ImageBuild) -> frozenset[tuple[str, str]
 
 async def gather(op: Operator, build: ImageBuild, *, check_artifacts: bool = False) -> planner.BuildObservation:
     namespace, name = build.metadata.namespace or "", build.metadata.name
-    # A label is no proof of whose object it is: a Job counts when the build controls it, a Pod
-    # when such a Job does.
-    pods_by_job: dict[str, list[Any]] = defaultdict(list)
-    for pod in op.cache.pods(namespace, name):
-        pods_by_job[controller_uid(pod) or ""].append(pod)
-    jobs = op.cache.jobs(namespace, name)
-    ours = [j for j in jobs if controller_uid(j) == build.metadata.uid]
-    outcomes = {j["metadata"]["name"]: observe(j, pods_by_job[j["metadata"].get("uid") or "-"]) for j in ours}
-    # Pods whose Job is gone (its TTL ran out, someone deleted it): the result finalizer kept
-    # them, and their labels say which attempt they ran, so they stand in for their Job. Those of
-    # another build (an earlier one of the name), of a Job that is not this build's, or of a Job
-    # there is again, are only let go.
-    read = {j["metadata"].get("uid") for j in ours}
-    existing = {j["metadata"].get("uid") for j in jobs}
-    orphans: dict[str, list[Any]] = defaultdict(list)
-    stray: list[str] = []
-    for owner, pods in pods_by_job.items():
-        for pod in pods if owner not in read else ():
-            mine = (pod["metadata"].get("labels") or {}).get(labels.BUILD_UID) == build.metadata.uid
-            if mine and owner not in existing:
-                orphans[job_name(pod)].append(pod)
-            else:
-                stray += held([pod])
-    for job, pods in orphans.items():
-        if job in outcomes:
-            stray += held(pods)
-        else:
-            outcomes[job] = observe_pods(pods)
+    outcomes, stray = of_build(op.cache.jobs(namespace, name), op.cache.pods(namespace, name), build.metadata.uid or "")
     config_map = await op.kube.get(CONFIGMAPS, namespace, inputs_name(name))
     contents: dict[str, str] | None = None
     if config_map is None:
@@ -149,7 +122,7 @@ async def gather(op: Operator, build: ImageBuild, *, check_artifacts: bool = Fal
         missing_service_accounts=await _missing_service_accounts(op, build),
         jobs=outcomes,
         missing=await _missing(op, build) if check_artifacts else None,
-        stray_pods=sorted(stray),
+        stray_pods=stray,
     )
 
 

@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api import labels
 from ..api.errors import ConflictError, GoneError, OwnedByAnotherError
 from ..api.group import GROUP, VERSION
+from ..api.identity import controller_uid
 from ..api.resources import CustomResource, GoldenImage, ImageBuild, ImageChannel
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,6 @@ CONFIGMAPS = Kind("", "v1", "configmaps", "ConfigMap")
 SECRETS = Kind("", "v1", "secrets", "Secret")
 SERVICEACCOUNTS = Kind("", "v1", "serviceaccounts", "ServiceAccount")
 EVENTS = Kind("", "v1", "events", "Event")
-
-
-def controller_uid(obj: Mapping[str, Any]) -> str | None:
-    """The UID of the object's controlling owner, if any."""
-    owners = obj.get("metadata", {}).get("ownerReferences") or []
-    return next((o.get("uid") for o in owners if o.get("controller")), None)
 
 
 def diff_as_merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ..api import labels, names
+from ..api.identity import controller_uid
 from ..api.result import Result, ResultError, decode
 
 # Pod waiting reasons that no amount of waiting fixes: the spec refers to something missing.
@@ -104,11 +105,8 @@ def observe(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobOut
         problem = f"{problem}: the build Pod is gone (deleted or evicted) and left no result"
     return JobOutcome(
         name=meta["name"],
-        target=job_labels.get(labels.TARGET, ""),
-        attempt=_attempt(job_labels),
+        **_identity(job_labels),
         state=state,
-        role=job_labels.get(labels.ROLE, "build"),
-        region=job_labels.get(labels.REGION, ""),
         result=result,
         problem=problem,
         stuck=stuck if state == "Active" else "",
@@ -123,6 +121,16 @@ def _attempt(pod_labels: Mapping[str, str]) -> int:
     may create Pods can write the label."""
     value = str(pod_labels.get(labels.ATTEMPT, ""))
     return int(value) if value.isdigit() and len(value) <= 6 else 0
+
+
+def _identity(object_labels: Mapping[str, str]) -> dict[str, Any]:
+    """Which attempt a Job (or its Pod) runs, as its labels say."""
+    return {
+        "target": object_labels.get(labels.TARGET, ""),
+        "attempt": _attempt(object_labels),
+        "role": object_labels.get(labels.ROLE, "build"),
+        "region": object_labels.get(labels.REGION, ""),
+    }
 
 
 def job_name(pod: Mapping[str, Any]) -> str:
@@ -161,11 +169,8 @@ def observe_pod(pod: Mapping[str, Any]) -> JobOutcome:
     ]
     return JobOutcome(
         name=job_name(pod),
-        target=pod_labels.get(labels.TARGET, ""),
-        attempt=_attempt(pod_labels),
+        **_identity(pod_labels),
         state=state,
-        role=pod_labels.get(labels.ROLE, "build"),
-        region=pod_labels.get(labels.REGION, ""),
         result=result,
         problem=problem,
         stuck=stuck if state == "Active" else "",
@@ -181,3 +186,39 @@ def observe_pods(pods: Sequence[Mapping[str, Any]]) -> JobOutcome:
     ordered = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))
     ended = [p for p in ordered if _terminated(p)]
     return replace(observe_pod((ended or ordered)[-1]), held=held(pods))
+
+
+def of_build(
+    jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]], build_uid: str
+) -> tuple[dict[str, JobOutcome], list[str]]:
+    """The outcomes of a build's Jobs by name, and the held Pods nothing reads (to be let go).
+
+    A label is no proof of whose object it is: a Job counts when the build controls it, a Pod when
+    such a Job does. A Pod whose Job is gone (its TTL ran out, someone deleted it) was kept by the
+    result finalizer and stands in for its Job when its build-uid label is this build's; Pods of
+    another build (an earlier one of the name), of a Job that is not this build's, or of a Job
+    there is again, are only let go."""
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        pods_by_job.setdefault(controller_uid(pod) or "", []).append(pod)
+    ours = [j for j in jobs if controller_uid(j) == build_uid]
+    found = {j["metadata"]["name"]: observe(j, pods_by_job.get(j["metadata"].get("uid") or "-", [])) for j in ours}
+    read = {j["metadata"].get("uid") for j in ours}
+    existing = {j["metadata"].get("uid") for j in jobs}
+    orphans: dict[str, list[Mapping[str, Any]]] = {}
+    stray: list[str] = []
+    for owner, owned in pods_by_job.items():
+        if owner in read:
+            continue
+        for pod in owned:
+            mine = (pod["metadata"].get("labels") or {}).get(labels.BUILD_UID) == build_uid
+            if mine and owner not in existing:
+                orphans.setdefault(job_name(pod), []).append(pod)
+            else:
+                stray += held([pod])
+    for job, left in orphans.items():
+        if job in found:
+            stray += held(left)
+        else:
+            found[job] = observe_pods(left)
+    return found, sorted(stray)
