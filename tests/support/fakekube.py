@@ -525,7 +525,7 @@ class WatchCache(IndexedCache):
             (channels, IMAGECHANNELS, indexes.channels_by_namespace, False),
             (jobs, JOBS, indexes.jobs_by_build, True),
             (pods, PODS, indexes.pods_by_build, True),
-            (revocations, GOLDENIMAGES, indexes.revocations_by_image, False),
+            (revocations, GOLDENIMAGES, indexes.images_by_name, False),
         )
         for store, kind, index, filtered in feeds:
             store.clear()

@@ -36,12 +36,12 @@ Store = Mapping[Any, Iterable[Any]]
 
 
 class IndexedCache:
-    def __init__(self, builds: Store, channels: Store, jobs: Store, pods: Store, revocations: Store) -> None:
+    def __init__(self, builds: Store, channels: Store, jobs: Store, pods: Store, images: Store) -> None:
         self._builds = builds
         self._channels = channels
         self._jobs = jobs
         self._pods = pods
-        self._revocations = revocations
+        self._images = images  # every image, with the versions it declares revoked
 
     def builds(self, namespace: str, image: str) -> list[Body]:
         return list(self._builds.get((namespace, image)) or ())
@@ -51,12 +51,12 @@ class IndexedCache:
 
     def revocations(self, namespace: str, image: str) -> dict[int, str]:
         out: dict[int, str] = {}
-        for declared in self._revocations.get((namespace, image)) or ():
+        for declared in self._images.get((namespace, image)) or ():
             out.update(declared)
         return out
 
     def image_exists(self, namespace: str, image: str) -> bool:
-        return (namespace, image) in self._revocations  # every image has an entry there
+        return (namespace, image) in self._images
 
     def jobs(self, namespace: str, build: str) -> list[Body]:
         return list(self._jobs.get((namespace, build)) or ())

@@ -21,7 +21,7 @@ def builds_by_image(namespace: str | None, body: kopf.Body, **_: Any) -> dict[An
 
 
 @kopf.index(GROUP, VERSION, "goldenimages")
-def revocations_by_image(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def images_by_name(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     # Only what channels need of an image: that it exists, and the versions it declares revoked.
     return {(namespace, body.metadata.name): revocations.declared(body)} if namespace else {}
 

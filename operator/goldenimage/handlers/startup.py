@@ -48,7 +48,7 @@ async def configure(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
             kwargs["channels_by_namespace"],
             kwargs["jobs_by_build"],
             kwargs["pods_by_build"],
-            kwargs["revocations_by_image"],
+            kwargs["images_by_name"],
         ),
         reconcilers={
             GOLDENIMAGE: goldenimages.reconcile,

@@ -119,16 +119,7 @@ class Publisher:
                 continue
             if found["Parameter"]["Value"] == image:
                 continue
-            self._aws.call(
-                region,
-                "put_parameter",
-                service="ssm",
-                Name=parameter,
-                Value=image,
-                Type="String",
-                DataType="aws:ec2:image",
-                Overwrite=True,  # SSM refuses tags with Overwrite: those of the creation stay
-            )
+            self._put(region, parameter, image, Overwrite=True)  # SSM refuses tags with Overwrite
             changes.append(f"SSM parameter {parameter} in {region} = {image}")
         # What only the previous entry had (a region, or a naming that changed with the targets).
         stale = {(n, r) for (_, r), n in self._parameter_names(base, previous).items()} - wanted.keys()
@@ -144,21 +135,25 @@ class Publisher:
             changes.append(f"SSM parameter {parameter} in {region} deleted")
         return changes
 
+    def _put(self, region: str, parameter: str, image: str, **how: Any) -> None:
+        """Write the parameter as an aws:ec2:image pointer at `image`."""
+        self._aws.call(
+            region,
+            "put_parameter",
+            service="ssm",
+            Name=parameter,
+            Value=image,
+            Type="String",
+            DataType="aws:ec2:image",
+            **how,
+        )
+
     def _create(self, region: str, parameter: str, image: str, scope: PublishScope) -> bool:
         """Create the parameter with the channel's tags, only if it does not exist; False when
         someone created it meanwhile."""
         try:
-            self._aws.call(
-                region,
-                "put_parameter",
-                service="ssm",
-                Name=parameter,
-                Value=image,
-                Type="String",
-                DataType="aws:ec2:image",
-                Overwrite=False,
-                Tags=[{"Key": k, "Value": v} for k, v in self._ownership(scope).items() if v],
-            )
+            tags = [{"Key": k, "Value": v} for k, v in self._ownership(scope).items() if v]
+            self._put(region, parameter, image, Overwrite=False, Tags=tags)
         except CloudError as exc:
             if "ParameterAlreadyExists" in str(exc):
                 return False
