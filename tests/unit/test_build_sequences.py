@@ -16,11 +16,9 @@ actions are carried out as the executor would, and after every step:
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -33,8 +31,8 @@ from goldenimage.api.result import CheckOutcome, ReportedArtifact, Result
 from goldenimage.reconcile.actions import CreateJob, CreateValidationJob, DeleteJob
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildPlan, BuildSettings, plan
 from goldenimage.reconcile.outcomes import JobOutcome
+from support import generated
 
-EXAMPLES = int(os.environ.get("GOLDENIMAGE_EXAMPLES", "200"))
 START = datetime(2026, 11, 21, tzinfo=UTC)
 SETTINGS = BuildSettings(retry_base=timedelta(seconds=30), retry_cap=timedelta(minutes=5))
 BUILD = "web-base-7"
@@ -232,9 +230,4 @@ def _finished(job: JobOutcome, state: str, result: Result | None, now: datetime)
 
 
 TestBuildSequences = Build.TestCase
-TestBuildSequences.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestBuildSequences.settings = generated.search(stateful_step_count=30)

@@ -17,11 +17,9 @@ promises of the channel hold after every step:
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -29,8 +27,8 @@ from goldenimage.api.imagechannel import ChannelArtifact, ChannelEntry, ImageCha
 from goldenimage.api.resources import ImageChannel
 from goldenimage.reconcile.imagechannel import ChannelObservation, ChannelPlan, Following, plan
 from goldenimage.reconcile.usable import BuildView, verdict
+from support import generated
 
-EXAMPLES = int(os.environ.get("GOLDENIMAGE_EXAMPLES", "200"))
 START = datetime(2026, 11, 21, tzinfo=UTC)
 CANDIDATE_SOAK = timedelta(hours=2)
 PROD_SOAK = timedelta(hours=24)
@@ -206,9 +204,4 @@ class Channels(RuleBasedStateMachine):
 
 
 TestChannelSequences = Channels.TestCase
-TestChannelSequences.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestChannelSequences.settings = generated.search(stateful_step_count=30)

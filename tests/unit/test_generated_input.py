@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -33,9 +32,8 @@ from goldenimage.kube import jobs
 from goldenimage.packer import inputs
 from goldenimage.reconcile.actions import CreateInputs, CreateJob
 from goldenimage.reconcile.imagebuild import BuildObservation, BuildSettings, plan
-from support import mutants
+from support import generated, mutants
 
-EXAMPLES = int(os.environ.get("GOLDENIMAGE_EXAMPLES", "300"))
 CONFIG = Config(runner_image="ghcr.io/goldenimage/packer-runner:0.1.0")
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 DOCUMENTS = mutants.documents()
@@ -130,7 +128,7 @@ def test_a_string_leaving_its_quotes_changes_the_shape() -> None:
     assert interpolations('a = "$${x}"') == 0 and interpolations('a = "${x}"') == 1
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@generated.search(300)
 @given(mutated())
 def test_a_mutant_is_refused_with_its_field_named_or_carried_out_safely(case: tuple[dict[str, Any], Path, Any]) -> None:
     doc, path, new = case

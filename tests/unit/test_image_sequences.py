@@ -19,12 +19,10 @@ carried out as the operator would, and after every step:
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -34,8 +32,8 @@ from goldenimage.api.resources import GoldenImage
 from goldenimage.packer.fingerprint import image_recipe
 from goldenimage.reconcile.actions import AnnotateBuild, CreateBuild, DeleteBuild, RevokeBuild
 from goldenimage.reconcile.goldenimage import BuildSummary, ImageObservation, ImagePlan, plan
+from support import generated
 
-EXAMPLES = int(os.environ.get("GOLDENIMAGE_EXAMPLES", "200"))
 START = datetime(2026, 11, 21, tzinfo=UTC)
 RUNNER = "ghcr.io/goldenimage/packer-runner:0.1.0"
 SPEC = """
@@ -221,9 +219,4 @@ class Image(RuleBasedStateMachine):
 
 
 TestImageSequences = Image.TestCase
-TestImageSequences.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestImageSequences.settings = generated.search(stateful_step_count=30)
