@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from goldenimage.api.conditions import set_condition
 from goldenimage.api.imagebuild import CheckResult, ImageBuildStatus, TargetStatus, ValidationResult
 from goldenimage.api.imagechannel import ChannelEntry, ImageChannelStatus
 
@@ -32,3 +33,10 @@ def test_long_messages_are_clipped_in_what_is_written(text: str) -> None:
         update={"message": text}
     )
     ImageChannelStatus.model_validate(ImageChannelStatus(current=entry).model_dump(mode="json", by_alias=True))
+
+
+def test_a_condition_message_of_any_length_is_written_within_its_limit() -> None:
+    conditions = set_condition([], "Ready", "False", "BuildFailed", "x" * 100_000, now=NOW)
+    written = ImageBuildStatus(conditions=conditions).model_dump(mode="json", by_alias=True)
+    assert len(written["conditions"][0]["message"]) == 32768
+    ImageBuildStatus.model_validate(written)

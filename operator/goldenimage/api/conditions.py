@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import Format, Model
+from .types import ConditionMessage
 
 ConditionType = Annotated[
     str,
@@ -34,7 +35,7 @@ class Condition(Model):
     type: ConditionType = Field(description="What the condition is about, e.g. Ready.")
     status: Literal["True", "False", "Unknown"] = Field(description="Whether the condition holds.")
     reason: Reason = Field(description="Why it has its status, as one CamelCase word, e.g. BuildFailed.")
-    message: Annotated[str, Field(max_length=32768)] = Field("", description="Details for people to read.")
+    message: ConditionMessage = Field("", description="Details for people to read.")
     last_transition_time: datetime = Field(description="When the status last changed.")
     observed_generation: Annotated[int, Field(ge=0)] | None = Field(
         None, description="The object's metadata.generation the condition was set for."
@@ -66,7 +67,7 @@ def set_condition(
         type=type_,
         status=status,
         reason=reason,
-        message=message[:32768],
+        message=message[:32768],  # validated here; later copies are clipped when written
         last_transition_time=since,
         observed_generation=generation,
     )

@@ -154,6 +154,7 @@ def _clip(limit: int) -> Callable[[str], str]:
 
 Message = Annotated[str, Field(max_length=4096), PlainSerializer(_clip(4096), return_type=str)]
 CheckMessage = Annotated[str, Field(max_length=1024), PlainSerializer(_clip(1024), return_type=str)]
+ConditionMessage = Annotated[str, Field(max_length=32768), PlainSerializer(_clip(32768), return_type=str)]
 
 ReadyStatus = Literal["True", "False", "Unknown"]
 CloudName = Literal["aws", "gcp", "azure"]
