@@ -103,6 +103,10 @@ class CloudKind(Protocol):
     def publish_section(self, publish: Publish) -> BaseModel | None:
         """The channel's publication section for this cloud, if any."""
 
+    def publish_refusal(self, section: BaseModel, namespace: str, prefix: str | None) -> str | None:
+        """Why the platform's rule (`prefix`, for `namespace`; None: no rule) refuses
+        where the section publishes, before any cloud call; None when it does not."""
+
 
 @dataclass(frozen=True)
 class CloudResource:

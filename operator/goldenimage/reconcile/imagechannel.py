@@ -14,12 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
-
 from ..api import durations
 from ..api.conditions import set_condition
 from ..api.goldenimage import Credentials
-from ..api.imagechannel import AwsPublish, ChannelArtifact, ChannelEntry, ImageChannelStatus, PromotionReason
+from ..api.imagechannel import ChannelArtifact, ChannelEntry, ImageChannelStatus, PromotionReason
 from ..api.resources import ImageChannel
 from ..clouds import registry
 from ..clouds.base import Pointer
@@ -310,7 +308,9 @@ class _Planner:
             if not kind.capabilities.publish:
                 problems.append(f"{name}: publication on {name} is not supported")
                 continue
-            if (refusal := self._outside_scope(section)) is not None:
+            namespace = self.channel.metadata.namespace or ""
+            prefix = parameter_prefix(self.settings.ssm_parameter_prefix, namespace)
+            if (refusal := kind.publish_refusal(section, namespace, prefix)) is not None:
                 problems.append(f"{name}: {refusal}")
                 continue  # refused before any cloud call: nothing of this cloud is written
             key = _key(section.model_dump(mode="json"), now_at, before)
@@ -330,19 +330,6 @@ class _Planner:
         if pending:
             return ("False", "Publishing", "writing " + ", ".join(pending))
         return ("True", "Published", "published to " + ", ".join(done))
-
-    def _outside_scope(self, section: BaseModel) -> str | None:
-        """Why the platform's rule refuses where the section publishes, if it does."""
-        namespace = self.channel.metadata.namespace or ""
-        prefix = parameter_prefix(self.settings.ssm_parameter_prefix, namespace)
-        if not isinstance(section, AwsPublish) or section.ssm_parameter is None or prefix is None:
-            return None
-        if section.ssm_parameter.startswith(prefix):
-            return None
-        return (
-            f"SSM parameter {section.ssm_parameter} is outside {prefix}, where namespace {namespace} may publish: "
-            f"choose a path beneath {prefix}"
-        )
 
     def _publish_when_due(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ...api.goldenimage import AwsTarget, Target
-from ...api.imagechannel import Publish
+from ...api.imagechannel import AwsPublish, Publish
 from ...api.result import ReportedArtifact
 from ...api.types import CloudName
 from ...config import Config
@@ -121,6 +121,15 @@ class Aws:
 
     def publish_section(self, publish: Publish) -> BaseModel | None:
         return publish.aws
+
+    def publish_refusal(self, section: BaseModel, namespace: str, prefix: str | None) -> str | None:
+        parameter = section.ssm_parameter if isinstance(section, AwsPublish) else None
+        if prefix is None or parameter is None or parameter.startswith(prefix):
+            return None
+        return (
+            f"SSM parameter {parameter} is outside {prefix}, where namespace {namespace} may publish: "
+            f"choose a path beneath {prefix}"
+        )
 
 
 KIND = Aws()

@@ -251,5 +251,8 @@ class Azure:
     def publish_section(self, publish: Publish) -> BaseModel | None:
         return publish.azure
 
+    def publish_refusal(self, section: BaseModel, namespace: str, prefix: str | None) -> str | None:
+        return None  # the platform's prefix rule is about SSM parameter paths
+
 
 KIND = Azure()

@@ -152,5 +152,8 @@ class Gcp:
     def publish_section(self, publish: Publish) -> BaseModel | None:
         return publish.gcp
 
+    def publish_refusal(self, section: BaseModel, namespace: str, prefix: str | None) -> str | None:
+        return None  # the platform's prefix rule is about SSM parameter paths
+
 
 KIND = Gcp()
